@@ -1,0 +1,19 @@
+# The two commands of the README.  Both start with the same idempotent set-up.
+PY := .venv/bin/python
+export PYTHONHASHSEED := 0
+
+.PHONY: setup run test lint smoke-notebooks clean
+
+setup:
+	bash scripts/setup.sh
+
+## make run: execute the whole notebook series (teach profile) and write runs/teach/index.html
+run: setup
+	$(PY) -m mtlkit.nbrun notebooks/[0-9]*.ipynb --profile teach --out runs/teach --report
+
+## make test: lint, stripped notebooks, unit tests and every notebook (smoke) in one pytest session
+test: setup
+	bash scripts/test.sh
+
+clean:
+	rm -rf runs/smoke-prepared .pytest_cache

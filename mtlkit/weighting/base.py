@@ -1,0 +1,193 @@
+"""The weighting API: one small base class and a registry.
+
+A weighting strategy turns T per-task losses (and, if it needs them, the T x P
+matrix of per-task gradients G) into one update:
+
+    direction d in R^P   (None when no gradients were given)
+    weights   w in R^T   (the weights that reproduce d, d = G^T w, where one
+                          exists; else the scaling the strategy applied)
+
+Strategies with learnable weights (UW, GradNorm, ...) update them inside
+``combine`` with their own step size, so the trainer needs no per-strategy
+branch.  ``grads`` is a view of the engine's buffer, valid during the call
+only: clone whatever you keep for the next step.  Subclasses store each
+constructor argument as an attribute of the same name (``hparams()`` reads
+them back).
+
+Strategies never touch a model.  The gradient engine (:mod:`mtlkit.grads`)
+computes exactly what a strategy declares in :attr:`Weighting.needs` and
+writes the direction back into the model.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+LOSSES = "losses"  #: the strategy needs only the T losses
+PARAM = "param"  #: per-task gradients of the shared parameters (T x P)
+REP = "rep"  #: per-task gradients of the shared representation (T x R)
+MODES = (LOSSES, PARAM, REP)
+
+_REGISTRY: dict[str, type[Weighting]] = {}
+
+
+class Weighting:
+    """Base class of every strategy.
+
+    Subclasses set the class attributes below, take their hyper-parameters as
+    keyword arguments with the paper's defaults, and implement :meth:`combine`.
+
+    Attributes
+    ----------
+    name:
+        Registry name (as in the papers: ``"EW"``, ``"MGDA"``, ...).
+    modes:
+        Gradient modes the strategy supports, a subset of ``{"losses", "param",
+        "rep"}``.  Loss-only strategies list ``("losses",)`` and are usable in
+        every mode (the engine back-propagates ``sum_t w_t L_t``).
+    is_reweighting:
+        True when the direction is always ``G^T w`` for the returned ``w``.
+        Such strategies also work with per-task (not shared) representations.
+    """
+
+    name: ClassVar[str] = ""
+    modes: ClassVar[tuple[str, ...]] = (LOSSES,)
+    is_reweighting: ClassVar[bool] = True
+    #: bi-level strategies (MetaWeighting, Auto-lambda) set this: the engine then
+    #: also computes query losses/gradients and calls
+    #: ``combine(losses, grads, query_losses=..., query_grads=...)``
+    needs_query: ClassVar[bool] = False
+
+    def __init__(self) -> None:
+        self.num_tasks: int | None = None
+
+    # ----------------------------------------------------------------- API
+    def combine(self, losses: Tensor, grads: Tensor | None = None) -> tuple[Tensor | None, Tensor]:
+        """Return ``(direction, weights)`` for losses (T,) and grads (T, P) or None."""
+        raise NotImplementedError
+
+    @property
+    def needs_grads(self) -> bool:
+        """True when the strategy cannot work from the losses alone."""
+        return LOSSES not in self.modes
+
+    def attach(self, model: Any, optimizer: Any) -> None:
+        """Called once by the trainer before training; strategies that need the
+        model or the optimiser (e.g. an inner step that uses Adam's update) keep
+        references here.  Default: nothing."""
+
+    def reset(self) -> None:
+        """Forget all state (called by the trainer at the start of a run)."""
+        self.num_tasks = None
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume; tensors are cloned to the CPU."""
+        return {k: _to_cpu(v) for k, v in vars(self).items() if not k.startswith("_")}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` saved."""
+        for k, v in state.items():
+            setattr(self, k, v)
+
+    def hparams(self) -> dict[str, Any]:
+        """The constructor's keyword arguments with their current values."""
+        sig = inspect.signature(type(self).__init__)
+        return {k: getattr(self, k) for k in sig.parameters if k != "self" and hasattr(self, k)}
+
+    # ------------------------------------------------------------ helpers
+    def _check(self, losses: Tensor, grads: Tensor | None) -> int:
+        """Validate shapes, remember T, and raise if gradients are missing."""
+        if losses.dim() != 1:
+            raise ValueError(f"{self.name}: losses must be a 1-D tensor of T losses, "
+                             f"got shape {tuple(losses.shape)}")
+        t = losses.numel()
+        if grads is not None and (grads.dim() != 2 or grads.shape[0] != t):
+            raise ValueError(f"{self.name}: grads must be a T x P matrix with T={t}, "
+                             f"got shape {tuple(grads.shape)}")
+        if grads is None and self.needs_grads:
+            raise ValueError(f"{self.name} needs per-task gradients (modes {self.modes}); "
+                             "pass grads=G, a T x P tensor")
+        if self.num_tasks is None:
+            self.num_tasks = t
+        elif self.num_tasks != t:
+            raise ValueError(f"{self.name} was used with {self.num_tasks} tasks and now gets {t}; "
+                             "call reset() between problems")
+        return t
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.hparams().items())
+        return f"{type(self).__name__}({args})"
+
+
+def _to_cpu(v: Any) -> Any:
+    if isinstance(v, Tensor):
+        return v.detach().cpu().clone()
+    if isinstance(v, dict):
+        return {k: _to_cpu(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return type(v)(_to_cpu(x) for x in v)
+    return v
+
+
+def weighted_direction(weights: Tensor, grads: Tensor | None) -> Tensor | None:
+    """d = G^T w, or None when no gradients were given."""
+    return None if grads is None else weights.to(grads.dtype) @ grads
+
+
+# ------------------------------------------------------------------ registry
+def register(cls: type[Weighting]) -> type[Weighting]:
+    """Class decorator: add a strategy to the registry under ``cls.name``."""
+    if not cls.name:
+        raise TypeError(f"{cls.__name__} has no name")
+    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
+        raise TypeError(f"two strategies are called {cls.name!r}")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def names() -> list[str]:
+    """Every registered strategy name, sorted."""
+    _load_all()
+    return sorted(_REGISTRY)
+
+
+def get(name: str, **hparams: Any) -> Weighting:
+    """Build the strategy ``name`` with hyper-parameters (paper defaults otherwise).
+
+    Raises ``ValueError`` naming the valid choices for an unknown strategy or an
+    unknown hyper-parameter.
+    """
+    _load_all()
+    key = {k.lower(): k for k in _REGISTRY}.get(str(name).lower())
+    if key is None:
+        raise ValueError(f"unknown weighting strategy {name!r}; choose one of: "
+                         + ", ".join(sorted(_REGISTRY)))
+    cls = _REGISTRY[key]
+    valid = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    bad = sorted(set(hparams) - set(valid))
+    if bad:
+        raise ValueError(f"{key} has no hyper-parameter {', '.join(map(repr, bad))}; "
+                         f"valid ones: {', '.join(valid) or '(none)'}")
+    return cls(**hparams)
+
+
+def _load_all() -> None:
+    """Import every strategy module so that its classes register themselves."""
+    import importlib
+    import pkgutil
+
+    import mtlkit.weighting as pkg
+
+    for info in pkgutil.iter_modules(pkg.__path__):
+        if not info.name.startswith("_") and info.name != "base":
+            importlib.import_module(f"mtlkit.weighting.{info.name}")
+
+
+def as_tensor(x: Any, like: Tensor | None = None) -> Tensor:
+    """A float tensor on ``like``'s device and dtype."""
+    t = torch.as_tensor(x)
+    return t.to(like) if like is not None else t.float()
