@@ -1,0 +1,56 @@
+"""Aligned-MTL: gradient alignment by the Procrustes balance (Senushkin et al., CVPR 2023)."""
+
+from __future__ import annotations
+
+import numpy as np
+from torch import Tensor
+
+from mtlkit.weighting._gram import gram, to_weights
+from mtlkit.weighting.base import PARAM, REP, Weighting, register
+
+
+def balance_matrix(m: np.ndarray, rtol: float = 1e-8) -> np.ndarray:
+    """B = sigma_min U S^{-1} U^T for G = U S V^T (M = G G^T = U S^2 U^T).
+
+    The aligned gradients G_hat = B G = sigma_min U V^T have all non-zero
+    singular values equal to sigma_min: condition number 1 on the span of G.
+    Directions with singular value below rtol * sigma_max are dropped.
+    """
+    vals, vecs = np.linalg.eigh((m + m.T) / 2)
+    sv = np.sqrt(np.clip(vals, 0.0, None))
+    keep = sv > rtol * max(sv.max(initial=0.0), 1e-300)
+    if not keep.any():
+        return np.zeros_like(m)
+    u, s = vecs[:, keep], sv[keep]
+    return s.min() * (u / s) @ u.T
+
+
+@register
+class AlignedMTL(Weighting):
+    """d = G_hat^T w0 with G_hat = B G, B from :func:`balance_matrix`, and
+    pre-set task weights w0 (uniform, summing to 1): the returned weights are
+    B^T w0, so d = G^T (B^T w0).
+
+    Derived in ``notebooks/23_cagrad_nash_mtl_and_beyond.ipynb``.
+
+    Parameters
+    ----------
+    rtol:
+        Relative threshold below which singular directions are treated as zero.
+    """
+
+    name = "Aligned-MTL"
+    modes = (PARAM, REP)
+    is_reweighting = True
+
+    def __init__(self, rtol: float = 1e-8) -> None:
+        super().__init__()
+        if not 0 < rtol < 1:
+            raise ValueError(f"Aligned-MTL rtol must be in (0, 1), got {rtol!r}")
+        self.rtol = float(rtol)
+
+    def combine(self, losses: Tensor, grads: Tensor | None = None):
+        t = self._check(losses, grads)
+        b = balance_matrix(gram(grads), self.rtol)
+        w = to_weights(b.T @ np.full(t, 1.0 / t), grads)
+        return w @ grads, w
