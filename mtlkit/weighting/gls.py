@@ -1,0 +1,57 @@
+"""Geometric Loss Strategy (GLS), Chennupati, Sistu, Yogamani & Rawashdeh, CVPRW 2019."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from mtlkit.weighting.base import LOSSES, Weighting, register, weighted_direction
+
+
+def geometric_mean(losses: Tensor, eps: float = 1e-8) -> Tensor:
+    r""":math:`L_{GLS} = (\prod_t L_t)^{1/T} = \exp(\frac1T\sum_t \log L_t)`, losses
+    clamped at eps."""
+    return torch.exp(torch.log(losses.clamp_min(eps)).mean())
+
+
+@register
+class GLS(Weighting):
+    r"""Geometric loss strategy (Chennupati et al., "MultiNet++", CVPRW 2019, Eq. 2).
+
+    The objective is the geometric mean :math:`L_{GLS} = (\prod_t L_t)^{1/T}`.
+    Its gradient is :math:`\sum_t w_t \nabla L_t` with
+
+    .. math:: w_t = \frac{\partial L_{GLS}}{\partial L_t} = \frac{L_{GLS}}{T\,L_t},
+
+    so the weights returned (and the direction :math:`G^\top w`) give exactly
+    the gradient of the geometric mean: a task's weight is inversely
+    proportional to its loss, a scale-invariant balancing (multiplying
+    :math:`L_t` by c multiplies :math:`L_{GLS}` by :math:`c^{1/T}` and leaves
+    every minimiser unchanged).  Losses are clamped at ``eps`` so that a zero
+    loss gives a large, finite weight.  Derived in
+    ``notebooks/10_learned_and_calculated_loss_weights.ipynb``.
+
+    Parameters
+    ----------
+    eps:
+        Floor on each loss inside the log and the division.
+    """
+
+    name = "GLS"
+    modes = (LOSSES,)
+
+    def __init__(self, eps: float = 1e-8) -> None:
+        super().__init__()
+        if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps > 0):
+            raise ValueError(f"GLS: eps must be a positive number, got {eps!r}")
+        self.eps = float(eps)
+
+    def combine(self, losses: Tensor, grads: Tensor | None = None):
+        t = self._check(losses, grads)
+        L = torch.nan_to_num(losses.detach(), nan=self.eps).clamp_min(self.eps)
+        logL = torch.log(L)
+        # w_t = exp(mean log L - log L_t) / T, computed in log space (no overflow)
+        w = torch.exp(logL.mean() - logL) / t
+        return weighted_direction(w, grads), w
