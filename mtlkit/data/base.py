@@ -72,3 +72,9 @@ class MTLData:
         if name not in ("train", "val", "test"):
             raise ValueError(f"unknown split {name!r}; choose train, val or test")
         return getattr(self, name)
+
+    def sizes(self) -> dict[str, dict[str, int]]:
+        """``{split: {task: number of examples}}`` (see :func:`mtlkit.data.common.sizes`)."""
+        from mtlkit.data.common import sizes
+
+        return sizes(self)
