@@ -144,8 +144,11 @@ def setup(ns: dict[str, Any], *, quiet: bool = False) -> Config:
 
 
 def _default_out(ns: Mapping[str, Any], profile: str) -> Path:
-    name = Path(str(ns.get("__vsc_ipynb_file__", "notebook"))).stem
-    return Path("runs") / profile / name
+    # JupyterLab's kernel sets __session__ to the notebook path; VS Code __vsc_ipynb_file__
+    name = Path(str(ns.get("__session__") or ns.get("__vsc_ipynb_file__") or "notebook")).stem
+    root = Path(__file__).resolve().parents[1]  # the checkout, when installed editable
+    base = root / "runs" if (root / "notebooks").is_dir() else Path("runs")
+    return base / profile / name
 
 
 def _print_config(cfg: Config) -> None:
@@ -161,7 +164,7 @@ def _print_config(cfg: Config) -> None:
 
 
 # --------------------------------------------------------------------- claims
-def claim(name: str, ok: Any, detail: str = "", expect: bool = True) -> bool:
+def claim(name: str, ok: Any, detail: str = "", expect: bool = True) -> None:
     """Assert a claim and record its verdict.
 
     ``expect=False`` records a claim of a paper that does *not* hold as
@@ -177,7 +180,6 @@ def claim(name: str, ok: Any, detail: str = "", expect: bool = True) -> bool:
     print(f"{mark} {name}: {verdict}" + (f" — {detail}" if detail else ""))
     _write_claims()
     assert ok == expect, f"claim {name!r}: expected {'true' if expect else 'false'}; {detail}"
-    return ok
 
 
 def claims() -> list[dict[str, Any]]:
@@ -206,7 +208,8 @@ def check(answer: Any, expected: Any, tol: float = 1e-6, name: str = "answer") -
     except Exception as e:  # an exercise must never stop the notebook
         print(f"✗ {name}: could not compare ({type(e).__name__}: {e})")
         return False
-    print(f"{'✓' if ok else '✗'} {name}" + ("" if ok else f": got {answer!r}, expected {expected!r}"))
+    print(f"{'✓' if ok else '✗'} {name}"
+          + ("" if ok else f": got {answer!r}, expected {expected!r}"))
     return ok
 
 
@@ -228,6 +231,7 @@ def _close(a: Any, b: Any, tol: float) -> bool:
 def save_metrics(metrics: Mapping[str, Any], out_dir: str | Path | None = None) -> Path:
     """Merge ``metrics`` into ``OUT_DIR/metrics.json`` (numbers made JSON-safe)."""
     out = Path(out_dir or _STATE.get("out_dir") or ".")
+    out.mkdir(parents=True, exist_ok=True)
     path = out / "metrics.json"
     data = json.loads(path.read_text()) if path.exists() else {}
     data.update({k: _jsonable(v) for k, v in metrics.items()})
