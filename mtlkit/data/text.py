@@ -1,6 +1,9 @@
 """Text pipeline: tokenizer, vocabulary (built on the training split only), fixed-length
 token-id tensors, and an on-disk cache keyed by a hash of everything that goes in.
 
+The tokenizer, :class:`Vocab` and GloVe reader live in :mod:`mtlkit.encoders.text`
+(one place for each thing); this module adds splitting, padding and caching.
+
 ``build_text_data`` turns ``{task: (texts, labels)}`` into a homogeneous
 :class:`~mtlkit.data.base.MTLData` whose inputs are ``LongTensor(max_len)`` token ids
 (``0`` = padding, ``1`` = unknown).  The raw strings stay available through
@@ -10,60 +13,29 @@ token-id tensors, and an on-disk cache keyed by a hash of everything that goes i
 from __future__ import annotations
 
 import re
-from collections import Counter
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 
 from mtlkit.data.base import MTLData, TaskSpec
-from mtlkit.data.common import ArrayDataset, cached, hash_key, stratified_split, stratified_subset
+from mtlkit.data.common import (
+    ArrayDataset,
+    DataUnavailable,
+    cached,
+    hash_key,
+    stratified_split,
+    stratified_subset,
+)
+from mtlkit.encoders.text import Vocab, embedding_matrix, load_glove
 
-PIPELINE_VERSION = 1
-PAD, UNK = "<pad>", "<unk>"
+PIPELINE_VERSION = 2
 _URL = re.compile(r"https?://\S+|www\.\S+")
-_TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|[^\sa-z0-9]")
 
 
 def strip_urls(text: str) -> str:
     """Remove URLs (tweets end with a link that only identifies the outlet)."""
     return _URL.sub(" ", text).strip()
-
-
-def tokenize(text: str) -> list[str]:
-    """Lower-case word/number/punctuation tokens (GloVe-6B style: ``don't`` stays whole,
-    ``@united`` -> ``@``, ``united``)."""
-    return _TOKEN.findall(strip_urls(text).lower())
-
-
-@dataclass
-class Vocab:
-    """Token <-> id maps; id 0 is padding and 1 is the unknown token."""
-
-    itos: list[str]
-
-    def __post_init__(self) -> None:
-        self.stoi = {w: i for i, w in enumerate(self.itos)}
-
-    def __len__(self) -> int:
-        return len(self.itos)
-
-    @classmethod
-    def build(cls, token_lists: Iterable[Sequence[str]], min_freq: int = 2,
-              max_size: int | None = 20000) -> Vocab:
-        """Most frequent tokens with count >= ``min_freq`` (ties broken alphabetically)."""
-        counts = Counter(tok for toks in token_lists for tok in toks)
-        words = sorted((w for w, c in counts.items() if c >= min_freq),
-                       key=lambda w: (-counts[w], w))
-        if max_size is not None:
-            words = words[: max(0, max_size - 2)]
-        return cls([PAD, UNK, *words])
-
-    def encode(self, tokens: Sequence[str], max_len: int) -> list[int]:
-        """Ids of ``tokens`` truncated / right-padded with 0 to ``max_len``."""
-        ids = [self.stoi.get(t, 1) for t in tokens[:max_len]]
-        return ids + [0] * (max_len - len(ids))
 
 
 class TextDataset(ArrayDataset):
@@ -86,9 +58,11 @@ class TextDataset(ArrayDataset):
 
 def encode_texts(texts: Sequence[str], vocab: Vocab, max_len: int) -> torch.Tensor:
     """(N, max_len) LongTensor of token ids."""
-    if not texts:
-        return torch.zeros(0, max_len, dtype=torch.long)
-    return torch.tensor([vocab.encode(tokenize(t), max_len) for t in texts], dtype=torch.long)
+    out = torch.zeros(len(texts), max_len, dtype=torch.long)
+    for i, t in enumerate(texts):
+        ids = vocab.encode(t, max_len)
+        out[i, :len(ids)] = torch.tensor(ids, dtype=torch.long)
+    return out
 
 
 def _build(task_data: dict[str, tuple[list[str], list[int]]], fractions, seed, n_per_task,
@@ -103,7 +77,7 @@ def _build(task_data: dict[str, tuple[list[str], list[int]]], fractions, seed, n
         for name, idx in zip(("train", "val", "test"),
                              stratified_split(labels, fractions, seed)):
             splits[name][task] = ([texts[i] for i in idx], labels[idx])
-    vocab = Vocab.build((tokenize(t) for txts, _ in splits["train"].values() for t in txts),
+    vocab = Vocab.build((t for txts, _ in splits["train"].values() for t in txts),
                         min_freq=min_freq, max_size=max_vocab)
     out: dict = {"itos": vocab.itos}
     for name, per_task in splits.items():
@@ -139,3 +113,13 @@ def build_text_data(name: str, task_data: dict[str, tuple[list[str], list[int]]]
                    stands_in_for=stands_in_for, differences=differences,
                    meta={"vocab": vocab, "max_len": max_len, "seed": seed,
                          "fractions": list(fractions), "cache_key": key, **(meta or {})})
+
+
+def glove_embeddings(data: MTLData, seed: int = 0) -> tuple[torch.Tensor, float]:
+    """``(E, coverage)``: the GloVe-50d matrix aligned to ``data.meta["vocab"]`` (rows of
+    unknown words ~ N(0, 0.1^2), padding row 0) and the fraction of words found."""
+    try:
+        glove = load_glove()
+    except FileNotFoundError as err:
+        raise DataUnavailable(str(err)) from None
+    return embedding_matrix(data.meta["vocab"], glove, seed=seed)
