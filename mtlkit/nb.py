@@ -164,7 +164,7 @@ def _print_config(cfg: Config) -> None:
 
 
 # --------------------------------------------------------------------- claims
-def claim(name: str, ok: Any, detail: str = "", expect: bool = True) -> None:
+def claim(name: str, ok: Any, detail: str = "", expect: bool = True) -> bool:
     """Assert a claim and record its verdict.
 
     ``expect=False`` records a claim of a paper that does *not* hold as
@@ -180,6 +180,7 @@ def claim(name: str, ok: Any, detail: str = "", expect: bool = True) -> None:
     print(f"{mark} {name}: {verdict}" + (f" — {detail}" if detail else ""))
     _write_claims()
     assert ok == expect, f"claim {name!r}: expected {'true' if expect else 'false'}; {detail}"
+    return ok
 
 
 def claims() -> list[dict[str, Any]]:
