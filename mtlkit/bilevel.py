@@ -1,0 +1,139 @@
+"""The engine's bi-level step (strategies with ``needs_query``: MetaWeighting).
+
+One call, at the current parameters theta (``metaweighting.txt`` Algorithm 1,
+regrouped so that each step needs no extra forward pass):
+
+1. support forward, L^s (T,); per-task gradients G^s[t] = grad L^s_t   (T backward)
+2. query forward,   L^q (T,); per-task gradients G^q[t] = grad L^q_t   (T backward)
+3. ``(d, w) = weighting.combine(L^s, G^s, query_losses=L^q, query_grads=G^q)``:
+   the strategy pairs G^q (at theta^k) with the G^s it kept from the previous
+   call (at theta^{k-1}), updates w, and returns d = G^s^T w
+4. ``.grad`` of the shared parameters and of every head = the slice of d; the
+   architecture's auxiliary loss is back-propagated once, unweighted.
+
+So the cost is two forward passes and 2T per-task backward passes through
+the shared part, the floor for an exact per-task hypergradient.
+
+A row of G covers the shared parameters and then every task's parameters
+(:func:`row_parameters`).  Row t is zero in the blocks of tasks j != t, so
+head t enters the dot products of D only at (t, t) and receives the weighted
+update w_t/T grad L^s_t of Eq. 9.  Derived in
+``notebooks/30_hypergradients_and_metaweighting.ipynb``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from mtlkit.grads import StepResult, _accumulate, _write_grads
+
+
+def row_parameters(model: Any) -> list:
+    """The parameters of one gradient row: shared ones, then each task's in task order."""
+    return list(model.shared_parameters()) + [p for t in model.tasks
+                                              for p in model.task_parameters(t)]
+
+
+@dataclass
+class _Layout:
+    """Where each parameter's gradient lives in a row, and the two reusable buffers."""
+
+    shared: list
+    own: dict[str, list]
+    offsets: dict[str, int]  # start of each task's block
+    numel: int
+    bufs: dict[str, Tensor] = field(default_factory=dict)
+
+    def buffer(self, key: str, rows: int, like: Tensor) -> Tensor:
+        """A zero-initialised rows x numel buffer, reused across steps.  Blocks of
+        other tasks are never written, so they stay zero."""
+        b = self.bufs.get(key)
+        if b is None or b.shape != (rows, self.numel) or b.device != like.device \
+                or b.dtype != like.dtype:
+            b = self.bufs[key] = torch.zeros(rows, self.numel, device=like.device,
+                                             dtype=like.dtype)
+        return b
+
+
+def _layout(engine: Any) -> _Layout:
+    lay = getattr(engine, "_bilevel_layout", None)
+    if lay is None:
+        model = engine.model
+        shared = list(engine.shared)
+        own = {t: list(engine.task_params[t]) for t in model.tasks}
+        offsets, i = {}, sum(p.numel() for p in shared)
+        for t in model.tasks:
+            offsets[t] = i
+            i += sum(p.numel() for p in own[t])
+        lay = _Layout(shared, own, offsets, i)
+        engine._bilevel_layout = lay
+    return lay
+
+
+def _fill(buf: Tensor, losses: Tensor, lay: _Layout, tasks: tuple[str, ...],
+          retain_last: bool) -> None:
+    """buf[i] = grad L_i w.r.t. the shared parameters and task i's own parameters."""
+    n = len(tasks)
+    for i, t in enumerate(tasks):
+        params = lay.shared + lay.own[t]
+        gs = torch.autograd.grad(losses[i], params, retain_graph=retain_last or i < n - 1,
+                                 allow_unused=True)
+        row, k = buf[i], 0
+        for j, (g, p) in enumerate(zip(gs, params)):
+            if j == len(lay.shared):
+                k = lay.offsets[t]
+            m = p.numel()
+            if g is None:
+                row[k:k + m].zero_()
+            else:
+                row[k:k + m].copy_(g.reshape(-1))
+            k += m
+
+
+def _task_losses(engine: Any, inputs: Any, targets: Mapping, criteria: Mapping
+                 ) -> tuple[Tensor, dict[str, Tensor]]:
+    outs, _, _ = engine.forward(inputs, detach=False)
+    return engine.task_losses(outs, targets, criteria, engine.model.tasks), outs
+
+
+def step(engine: Any, inputs: Any, targets: Mapping[str, Tensor], criteria: Mapping,
+         query: tuple[Any, Mapping[str, Tensor]]) -> StepResult:
+    """One bi-level step (see the module docstring); the caller zeroes gradients
+    before and calls ``optimizer.step()`` after."""
+    model, strat = engine.model, engine.weighting
+    tasks = model.tasks
+    lay = _layout(engine)
+    losses, outs = _task_losses(engine, inputs, targets, criteria)
+    aux = model.auxiliary_loss()  # of the support forward, before the query forward
+    gs = lay.buffer("support", len(tasks), lay.shared[0])
+    _fill(gs, losses, lay, tasks, retain_last=aux is not None)
+    q_inputs, q_targets = query
+    with torch.enable_grad():
+        q_losses, _ = _task_losses(engine, q_inputs, q_targets, criteria)
+        gq = lay.buffer("query", len(tasks), lay.shared[0])
+        _fill(gq, q_losses, lay, tasks, retain_last=False)
+    d, w = strat.combine(losses.detach(), gs, query_losses=q_losses.detach(), query_grads=gq)
+    ns = lay.offsets[tasks[0]] if tasks else d.numel()
+    _write_grads(lay.shared, d[:ns])
+    for t in tasks:
+        o, own = lay.offsets[t], lay.own[t]
+        n = sum(p.numel() for p in own)
+        _accumulate(own, tuple(_split(d[o:o + n], own)))
+    if aux is not None:
+        aux.backward()
+    return StepResult(losses.detach(), w.detach(), {t: o.detach() for t, o in outs.items()},
+                      query_losses=q_losses.detach())
+
+
+def _split(flat: Tensor, params: list) -> list[Tensor]:
+    """A flat vector cut into tensors shaped like ``params``."""
+    out, i = [], 0
+    for p in params:
+        out.append(flat[i:i + p.numel()].view_as(p))
+        i += p.numel()
+    return out

@@ -1,0 +1,347 @@
+"""MetaWeighting and Auto-lambda: hypergradients against autograd through an
+unrolled inner step, Frank-Wolfe against an exact QP, the direction of the w
+update on hand-worked problems, and the engine's bi-level step."""
+
+from __future__ import annotations
+
+import cvxpy as cp
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+from torch.func import functional_call
+
+from mtlkit import weighting as W
+from mtlkit.arch import HPS
+from mtlkit.grads import GradEngine
+from mtlkit.weighting.metaweighting import (
+    common_direction,
+    hypergradient_matrix,
+    min_norm_weights,
+    project_simplex,
+)
+
+TASKS = ("a", "b", "c")
+CRIT = {t: nn.functional.mse_loss for t in TASKS}
+
+
+def tiny(dtype=torch.float64, seed=0) -> HPS:
+    torch.manual_seed(seed)
+    enc = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 5), nn.Tanh())
+    return HPS(enc, {t: nn.Linear(5, 1) for t in TASKS}).to(dtype)
+
+
+def batches(dtype=torch.float64, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    xs = torch.randn(8, 4, generator=g, dtype=dtype)
+    ys = {t: torch.randn(8, 1, generator=g, dtype=dtype) for t in TASKS}
+    xq = torch.randn(6, 4, generator=g, dtype=dtype)
+    yq = {t: torch.randn(6, 1, generator=g, dtype=dtype) for t in TASKS}
+    return xs, ys, xq, yq
+
+
+def stacked(model, params, x, y):
+    out = functional_call(model, params, (x,))
+    return torch.stack([CRIT[t](out[t], y[t]) for t in TASKS])
+
+
+def unrolled_jacobian(model, theta0, w0, xs, ys, xq, yq, update):
+    """dL^q_t(theta^k(w))/dw by autograd, theta^k = update(theta0, grad of sum w_j/T L^s_j)."""
+    w = w0.clone().requires_grad_(True)
+    p0 = {k: v.clone().requires_grad_(True) for k, v in theta0.items()}
+    tot = (w / len(TASKS) * stacked(model, p0, xs, ys)).sum()
+    grads = torch.autograd.grad(tot, list(p0.values()), create_graph=True)
+    p1 = {k: update(k, v, g) for (k, v), g in zip(p0.items(), grads)}
+    lq = stacked(model, p1, xq, yq)
+    return torch.stack([torch.autograd.grad(lq[i], w, retain_graph=True)[0]
+                        for i in range(len(TASKS))])
+
+
+def two_engine_steps(strat, opt_factory, w0):
+    model = tiny()
+    xs, ys, xq, yq = batches()
+    eng = GradEngine(model, strat)
+    opt = opt_factory(model.parameters())
+    strat.attach(model, opt)
+    opt.zero_grad()
+    eng.step(xs, ys, CRIT, query=(xq, yq))  # warm-up step (Adam state exists afterwards)
+    opt.step()
+    theta0 = {k: v.detach().clone() for k, v in model.named_parameters()}
+    strat.w = w0.clone()
+    opt.zero_grad()
+    eng.step(xs, ys, CRIT, query=(xq, yq))  # keeps G^s(theta0), steps with w0
+    state = {p: {k: (v.clone() if torch.is_tensor(v) else v) for k, v in s.items()}
+             for p, s in opt.state.items()}
+    opt.step()
+    opt.zero_grad()
+    eng.step(xs, ys, CRIT, query=(xq, yq))  # D from G^q(theta1) and G^s(theta0)
+    return model, theta0, state, (xs, ys, xq, yq)
+
+
+W0 = torch.tensor([0.6, 1.5, 0.9], dtype=torch.float64)
+
+
+def test_hypergradient_equals_autograd_through_sgd_step():
+    eta = 0.05
+    strat = W.get("MetaWeighting", alpha=0.0, constraint="none")
+    model, theta0, _, (xs, ys, xq, yq) = two_engine_steps(
+        strat, lambda p: torch.optim.SGD(p, lr=eta), W0)
+    ref = unrolled_jacobian(model, theta0, W0, xs, ys, xq, yq, lambda k, v, g: v - eta * g)
+    rel = ((strat.hypergrad - ref).norm() / ref.norm()).item()
+    assert rel <= 1e-8, rel
+    # heads matter: head t only enters D[t, t], dropping heads changes the diagonal only
+    assert ref.abs().min() > 0
+
+
+def test_hypergradient_equals_autograd_through_linearised_adam_step():
+    lr, b1, b2, eps = 0.01, 0.9, 0.999, 1e-8
+    strat = W.get("MetaWeighting", alpha=0.0, constraint="none", inner="adam")
+    model, theta0, state, (xs, ys, xq, yq) = two_engine_steps(
+        strat, lambda p: torch.optim.Adam(p, lr=lr, betas=(b1, b2), eps=eps), W0)
+    after = {k: v.detach().clone() for k, v in model.named_parameters()}  # theta1
+    params = dict(model.named_parameters())
+    opt_state = {k: state[p] for k, p in params.items()}  # Adam's state before the step
+
+    def adam(k, v, g):
+        s = opt_state[k]
+        step = float(s["step"]) + 1
+        m = b1 * s["exp_avg"] + (1 - b1) * g
+        vk = b2 * s["exp_avg_sq"] + (1 - b2) * g.detach() ** 2  # no w-dependence through v
+        denom = (vk / (1 - b2 ** step)).sqrt() + eps
+        return v - lr / (1 - b1 ** step) * m / denom
+
+    ref = unrolled_jacobian(model, theta0, W0, xs, ys, xq, yq, adam)
+    rel = ((strat.hypergrad - ref).norm() / ref.norm()).item()
+    assert rel <= 1e-8, rel
+    # the linearised step reproduces the step Adam actually took
+    p0 = {k: v.clone().requires_grad_(True) for k, v in theta0.items()}
+    tot = (W0 / 3 * stacked(model, p0, xs, ys)).sum()
+    grads = torch.autograd.grad(tot, list(p0.values()))
+    for (k, v), g in zip(theta0.items(), grads):
+        assert torch.allclose(adam(k, v, g), after[k], rtol=1e-10, atol=1e-12)
+
+
+def test_sgd_and_adam_hypergradients_differ():
+    sgd = W.get("MetaWeighting", alpha=0.0, inner="sgd")
+    ada = W.get("MetaWeighting", alpha=0.0, inner="adam")
+    two_engine_steps(sgd, lambda p: torch.optim.Adam(p, lr=0.01), W0)
+    two_engine_steps(ada, lambda p: torch.optim.Adam(p, lr=0.01), W0)
+    cos = torch.nn.functional.cosine_similarity(sgd.hypergrad.flatten(),
+                                                ada.hypergrad.flatten(), dim=0)
+    assert cos < 0.999
+
+
+# ------------------------------------------------------------ Frank-Wolfe
+def qp_min_norm(b: np.ndarray) -> np.ndarray:
+    lam = cp.Variable(b.shape[0])
+    r = np.linalg.cholesky(b + 1e-12 * np.eye(b.shape[0]))
+    prob = cp.Problem(cp.Minimize(cp.sum_squares(r.T @ lam)), [lam >= 0, cp.sum(lam) == 1])
+    prob.solve(solver="CLARABEL")
+    return lam.value
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(0, 10_000), st.integers(2, 6))
+def test_frank_wolfe_matches_qp_and_kkt(seed, t):
+    rng = np.random.default_rng(seed)
+    d = torch.tensor(rng.normal(size=(t, t + 1)) + rng.normal(size=t + 1), dtype=torch.float64)
+    b = (d @ d.T).numpy()
+    ref = qp_min_norm(b)
+    obj_ref = ref @ b @ ref
+    scale = max(1.0, np.diag(b).max())
+    # the default (250 iterations, gap 1e-8): optimal objective
+    lam = min_norm_weights(d).numpy()
+    assert abs(lam.sum() - 1) < 1e-10 and lam.min() >= 0
+    assert lam @ b @ lam <= obj_ref + 1e-6 * scale
+    # run to convergence: lambda* itself and the KKT conditions
+    lam = min_norm_weights(d, iters=5000, tol=1e-15).numpy()
+    obj = lam @ b @ lam
+    grad = b @ lam  # KKT: (B lam)_i = lam^T B lam on the support, >= it off the support
+    on = lam > 1e-7
+    assert np.all(np.abs(grad[on] - obj) <= 1e-7 * scale)
+    assert np.all(grad[~on] >= obj - 1e-7 * scale)
+    if np.linalg.matrix_rank(b) == t:  # strictly convex: the minimiser is unique
+        assert np.allclose(lam, ref, atol=1e-4)
+
+
+def test_min_norm_is_scale_invariant():
+    d = torch.tensor([[1.0, 2.0, 0.0], [0.0, -1.0, 1.0], [2.0, 0.0, -1.0]], dtype=torch.float64)
+    assert torch.allclose(min_norm_weights(d), min_norm_weights(1e-6 * d), atol=1e-9)
+
+
+# --------------------------------------------------- direction of the update
+def test_hand_worked_update():
+    """g^s_1=(1,0), g^s_2=(-1,1), g^q_1=(1,0), g^q_2=(0,1), eta/T = c:
+    D = c[[-1, 1], [0, -1]]; raising w_2 worsens task 1's query loss (D[0,1] > 0).
+    min-norm: lambda = (0.4, 0.6), d_c = c(-0.4, -0.2); sum: d_c = c(-1, 0)."""
+    gs = torch.tensor([[1.0, 0.0], [-1.0, 1.0]], dtype=torch.float64)
+    gq = torch.tensor([[1.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
+    eta, alpha = 0.2, 0.5
+    c = eta / 2
+    d = hypergradient_matrix(gq, gs, c)
+    assert torch.allclose(d, c * torch.tensor([[-1.0, 1.0], [0.0, -1.0]], dtype=torch.float64))
+    dc, lam = common_direction(d, "minnorm")
+    assert torch.allclose(lam, torch.tensor([0.4, 0.6], dtype=torch.float64), atol=1e-12)
+    assert torch.allclose(dc, c * torch.tensor([-0.4, -0.2], dtype=torch.float64))
+    dsum, _ = common_direction(d, "sum")
+    assert torch.allclose(dsum, d.sum(0))
+    # through the functional API: first call keeps G^s, second pairs it with G^q
+    mw = W.get("MetaWeighting", alpha=alpha, eta=eta, constraint="none")
+    losses = torch.ones(2, dtype=torch.float64)
+    mw.combine(losses, gs, query_losses=losses, query_grads=gq)
+    mw.combine(losses, gs, query_losses=losses, query_grads=gq)
+    assert torch.allclose(mw.w, 1 + alpha * c * torch.tensor([0.4, 0.2], dtype=torch.float64))
+    # the simplex rule keeps the sum (= T) and the difference w_1 - w_2 (= 0.2 alpha c)
+    ms = W.get("MetaWeighting", alpha=alpha, eta=eta)
+    for _ in range(2):
+        ms.combine(losses, gs, query_losses=losses, query_grads=gq)
+    assert abs(ms.w.sum().item() - 2) < 1e-12
+    assert abs((ms.w[0] - ms.w[1]).item() - 0.2 * alpha * c) < 1e-12
+
+
+def test_poisoned_support_task_loses_weight():
+    """Task b's support labels contradict its query labels: raising w_b worsens every
+    query loss, so the derivation predicts w_b falls and w_a rises."""
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    model = HPS(nn.Linear(3, 1, bias=False), {"a": nn.Identity(), "b": nn.Identity()})
+    theta = torch.randn(3, 1, generator=g)
+    strat = W.get("MetaWeighting", alpha=20.0)
+    eng = GradEngine(model, strat)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    strat.attach(model, opt)
+    crit = {t: nn.functional.mse_loss for t in "ab"}
+    for _ in range(30):
+        x, xq = torch.randn(16, 3, generator=g), torch.randn(16, 3, generator=g)
+        y = {"a": x @ theta, "b": -(x @ theta)}
+        yq = {"a": xq @ theta, "b": xq @ theta}
+        opt.zero_grad()
+        eng.step({"a": x, "b": x}, y, crit, query=({"a": xq, "b": xq}, yq))
+        opt.step()
+    assert strat.w[1] < 1.0 < strat.w[0]
+    assert abs(strat.w.sum().item() - 2) < 1e-5
+
+
+# -------------------------------------------------------- validity of w
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.floats(-5, 5), min_size=1, max_size=7), st.floats(0.5, 10))
+def test_simplex_projection_matches_qp(v, total):
+    v = torch.tensor(v, dtype=torch.float64)
+    w = project_simplex(v, total)
+    x = cp.Variable(v.numel())
+    cp.Problem(cp.Minimize(cp.sum_squares(x - v.numpy())), [x >= 0, cp.sum(x) == total]
+               ).solve(solver="CLARABEL")
+    assert w.min() >= 0 and abs(w.sum().item() - total) < 1e-9
+    assert np.allclose(w.numpy(), x.value, atol=1e-6)
+
+
+def test_constraints_keep_w_valid():
+    gs = torch.tensor([[1.0, 0.0], [-1.0, 1.0]], dtype=torch.float64)
+    gq = -10 * gs  # huge steps that would push a weight negative
+    losses = torch.ones(2, dtype=torch.float64)
+    out = {}
+    for rule in ("simplex", "clamp", "none"):
+        s = W.get("MetaWeighting", alpha=100.0, eta=1.0, constraint=rule)
+        for _ in range(3):
+            s.combine(losses, gs, query_losses=losses, query_grads=gq)
+        out[rule] = s.w
+    assert out["none"].min() < 0
+    assert out["clamp"].min() >= 0 and out["simplex"].min() >= 0
+    assert abs(out["simplex"].sum().item() - 2) < 1e-12
+
+
+# --------------------------------------------------------------- Auto-lambda
+def test_autolambda_is_the_column_sum_on_training_batches():
+    rng = torch.Generator().manual_seed(3)
+    g_prev, g_now = torch.randn(3, 7, generator=rng), torch.randn(3, 7, generator=rng)
+    losses = torch.ones(3)
+    al = W.get("AutoLambda", alpha=1.0, eta=0.3, constraint="none")
+    al.combine(losses, g_prev)
+    _, w = al.combine(losses, g_now)
+    d = -(0.3 / 3) * (g_now @ g_prev.T)
+    assert torch.allclose(al.w, 1 - d.sum(0), atol=1e-6)
+    assert torch.allclose(w, al.w / 3)
+    assert not W.get("AutoLambda").needs_query and W.get("MetaWeighting").needs_query
+
+
+def test_metaweighting_reduce_sum_equals_autolambda_given_same_val_grads():
+    rng = torch.Generator().manual_seed(4)
+    gs, gq = torch.randn(3, 5, generator=rng), torch.randn(3, 5, generator=rng)
+    losses = torch.ones(3)
+    mw = W.get("MetaWeighting", alpha=1.0, eta=0.1, reduce="sum", constraint="clamp")
+    al = W.get("AutoLambda", alpha=1.0, eta=0.1)
+    for s, val in ((mw, gq), (al, gq)):
+        s.combine(losses, gs, query_losses=losses, query_grads=gs) if s is mw else \
+            s.combine(losses, gs)
+        s.combine(losses, val, query_losses=losses, query_grads=val) if s is mw else \
+            s.combine(losses, val)
+    assert torch.allclose(mw.w, al.w)
+
+
+# ------------------------------------------------------------- engine step
+@pytest.mark.parametrize("name,kw", [("MetaWeighting", {}), ("MetaWeighting", {"inner": "adam"}),
+                                     ("AutoLambda", {})])
+def test_engine_step_moves_every_parameter(name, kw):
+    model = tiny(torch.float32)
+    xs, ys, xq, yq = batches(torch.float32)
+    strat = W.get(name, **kw)
+    eng = GradEngine(model, strat)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    strat.attach(model, opt)
+    before = [p.detach().clone() for p in model.parameters()]
+    for _ in range(3):
+        opt.zero_grad()
+        res = eng.step(xs, ys, CRIT, query=(xq, yq) if strat.needs_query else None)
+        opt.step()
+    assert all(not torch.equal(b, a.detach()) for b, a in zip(before, model.parameters()))
+    assert res.weights.shape == (3,) and torch.isfinite(res.weights).all()
+    assert not torch.equal(strat.w, torch.ones(3))  # w was learnt
+    if strat.needs_query:
+        assert res.query_losses is not None and res.query_losses.shape == (3,)
+
+
+def test_heads_get_the_weighted_support_gradient():
+    model = tiny()
+    xs, ys, xq, yq = batches()
+    strat = W.get("MetaWeighting")
+    strat.w = W0.clone()
+    strat.num_tasks = 3
+    eng = GradEngine(model, strat)
+    eng.step(xs, ys, CRIT, query=(xq, yq))
+    out = model(xs)
+    for i, t in enumerate(TASKS):
+        head = model.task_parameters(t)
+        ref = torch.autograd.grad(CRIT[t](out[t], ys[t]), head, retain_graph=True)
+        for p, r in zip(head, ref):
+            assert torch.allclose(p.grad, W0[i] / 3 * r)
+
+
+# ------------------------------------------------------------------ errors
+@pytest.mark.parametrize("kw,msg", [({"alpha": -1}, "alpha"), ({"reduce": "mean"}, "reduce"),
+                                    ({"inner": "rmsprop"}, "inner"),
+                                    ({"constraint": "box"}, "constraint"),
+                                    ({"eta": 0.0}, "eta"), ({"init": 0}, "init")])
+def test_bad_hyperparameters_raise(kw, msg):
+    with pytest.raises(ValueError, match=msg):
+        W.get("MetaWeighting", **kw)
+
+
+def test_clear_errors():
+    mw = W.get("MetaWeighting", eta=0.1)
+    with pytest.raises(ValueError, match="query_grads"):
+        mw.combine(torch.ones(2), torch.ones(2, 3))
+    model = tiny(torch.float32)
+    with pytest.raises(ValueError, match="Adam"):
+        W.get("MetaWeighting", inner="adam").attach(model, torch.optim.SGD(model.parameters(),
+                                                                           lr=0.1))
+    eng = GradEngine(model, W.get("MetaWeighting"))
+    xs, ys, _, _ = batches(torch.float32)
+    with pytest.raises(ValueError, match="query"):
+        eng.step(xs, ys, CRIT)
+    with pytest.raises(ValueError, match="eta"):  # no optimiser, no eta
+        s = W.get("MetaWeighting")
+        for _ in range(2):
+            s.combine(torch.ones(2), torch.ones(2, 3), query_losses=torch.ones(2),
+                      query_grads=torch.ones(2, 3))
