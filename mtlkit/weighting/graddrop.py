@@ -1,0 +1,114 @@
+"""GradDrop: gradient sign dropout (Chen et al., NeurIPS 2020)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from mtlkit.weighting.base import PARAM, REP, Weighting, register
+from mtlkit.weighting.min_norm import gram64
+
+
+def reproducing_weights(grads: Tensor, direction: Tensor, ridge: float = 1e-10) -> Tensor:
+    """Least-squares w = argmin ||G^T w - d||^2, i.e. (G G^T + eps I) w = G d.
+
+    A tiny ridge (relative to trace(G G^T)) keeps rank-deficient G solvable
+    (it then gives the minimum-norm solution, approximately); float64, no host sync.
+    """
+    m = gram64(grads)
+    t = m.shape[0]
+    eps = ridge * m.diagonal().sum().clamp_min(1e-300) / t
+    rhs = (grads @ direction).double()
+    w, _ = torch.linalg.solve_ex(m + eps * torch.eye(t, dtype=m.dtype, device=m.device), rhs)
+    return torch.nan_to_num(w, nan=0.0, posinf=0.0, neginf=0.0).to(grads.dtype)
+
+
+def sign_purity(grads: Tensor, eps: float = 1e-12) -> Tensor:
+    """P = 1/2 (1 + sum_t g_t / sum_t |g_t|), elementwise in [0, 1] (Chen et al. Eq. 1)."""
+    return 0.5 * (1 + grads.sum(0) / (grads.abs().sum(0) + eps))
+
+
+def graddrop_direction(grads: Tensor, u: Tensor, leak: float = 0.0) -> Tensor:
+    """d = sum_t (leak + (1 - leak) M_t) g_t,  M_t = 1[P > U] 1[g_t > 0] + 1[P < U] 1[g_t < 0]."""
+    p = sign_purity(grads)
+    mask = torch.where(grads > 0, p > u, torch.where(grads < 0, p < u, False)).to(grads.dtype)
+    return (grads * (leak + (1 - leak) * mask)).sum(0)
+
+
+@register
+class GradDrop(Weighting):
+    """Keep, at every coordinate, only the gradients of one sign, the sign being
+    drawn with probability given by its "purity" (Chen et al. 2020, Eqs. 1-3):
+
+        P = 1/2 (1 + sum_t g_t / sum_t |g_t|),   U ~ Uniform(0, 1) per coordinate,
+        M_t = 1[P > U] 1[g_t > 0] + 1[P < U] 1[g_t < 0],
+        d = sum_t (leak_t + (1 - leak_t) M_t) g_t.
+
+    The paper applies it to the gradients of an activation layer: that is mode
+    ``"rep"`` here, coordinate by coordinate over the whole (batch x features)
+    representation gradient, i.e. the batch-separated form without the paper's
+    optional sign(activation)-weighted sum over the batch.  In mode ``"param"``
+    the same rule is applied per coordinate of the shared parameter vector: a
+    variant, not the paper's method (LibMTL offers only the representation one).
+
+    The direction is not G^T w for any w in general; the returned weights are
+    the least-squares w minimising ||G^T w - d|| (see :func:`reproducing_weights`).
+
+    Derived in ``notebooks/21_pcgrad_and_graddrop.ipynb``.
+
+    Parameters
+    ----------
+    leak:
+        In [0, 1]: the fraction of every gradient passed through unmasked
+        (paper: 0; leak = 1 is EW summed).
+    seed:
+        Seed of the generator of U (on the gradients' device).
+    """
+
+    name = "GradDrop"
+    modes = (REP, PARAM)
+    is_reweighting = False
+
+    def __init__(self, leak: float = 0.0, seed: int = 0) -> None:
+        super().__init__()
+        if not 0 <= leak <= 1:
+            raise ValueError(f"GradDrop leak must be in [0, 1], got {leak!r}")
+        if not isinstance(seed, int):
+            raise ValueError(f"GradDrop seed must be an int, got {seed!r}")
+        self.leak, self.seed = float(leak), seed
+        self._gen: torch.Generator | None = None
+        self._rng_state: Tensor | None = None
+
+    def reset(self) -> None:
+        super().reset()
+        self._gen = None
+        self._rng_state = None
+
+    def _generator(self, device: torch.device) -> torch.Generator:
+        if self._gen is None or self._gen.device != device:
+            self._gen = torch.Generator(device=device).manual_seed(self.seed)
+            if self._rng_state is not None:
+                self._gen.set_state(self._rng_state)
+                self._rng_state = None
+        return self._gen
+
+    def state_dict(self) -> dict[str, Any]:
+        state = super().state_dict()
+        if self._gen is not None:
+            state["rng_state"] = self._gen.get_state()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        rng = state.pop("rng_state", None)
+        super().load_state_dict(state)
+        self._gen, self._rng_state = None, rng
+
+    def combine(self, losses: Tensor, grads: Tensor | None = None):
+        self._check(losses, grads)
+        gen = self._generator(grads.device)
+        u = torch.rand(grads.shape[1], generator=gen, device=grads.device, dtype=grads.dtype)
+        d = graddrop_direction(grads, u, self.leak)
+        return d, reproducing_weights(grads, d)

@@ -1,0 +1,92 @@
+"""PCGrad: projecting conflicting gradients (Yu et al., NeurIPS 2020)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from mtlkit.weighting.base import PARAM, REP, Weighting, register
+from mtlkit.weighting.min_norm import gram64
+
+
+def seeded_generator(seed: int) -> torch.Generator:
+    """A CPU generator for task orders (draws stay on the host: no device sync)."""
+    return torch.Generator().manual_seed(int(seed))
+
+
+def pcgrad_coefficients(m: Tensor, perms: list[list[int]]) -> Tensor:
+    """W with g_i^PC = sum_k W[i, k] g_k, computed from the Gram matrix M only.
+
+    For each task i and each j in ``perms[i]`` (Yu et al. 2020, Algorithm 1):
+    if g_i^PC . g_j < 0 then g_i^PC <- g_i^PC - (g_i^PC . g_j) / ||g_j||^2 g_j.
+    Since g_i^PC = W[i] G, its dot with g_j is (W[i] M)[j]; the branch is a
+    ``min(., 0)`` so nothing leaves the device.
+    """
+    t = m.shape[0]
+    w = torch.eye(t, dtype=m.dtype, device=m.device)
+    diag = m.diagonal()
+    safe = torch.where(diag > 0, diag, torch.ones_like(diag))
+    for i in range(t):
+        for j in perms[i]:
+            dot = w[i] @ m[:, j]
+            coef = torch.where(diag[j] > 0, dot.clamp(max=0) / safe[j], torch.zeros_like(dot))
+            w[i, j] = w[i, j] - coef
+    return w
+
+
+@register
+class PCGrad(Weighting):
+    """Gradient surgery: remove from each task gradient its component along any
+    other task gradient it conflicts with (Yu et al. 2020, Eq. 1 / Algorithm 1):
+
+        g_i <- g_i - min(g_i . g_j, 0) / ||g_j||^2 g_j   for j in a random order,
+        d = sum_i g_i^PC.
+
+    The order is drawn per task and per step from a seeded generator.  As in
+    the authors' code the shuffled list holds every task, i itself included
+    (projecting onto itself never fires: g_i^PC . g_i >= 0 stays true for two
+    tasks).  Each g_i^PC is a linear combination of the g_k, so d = G^T w
+    exactly with w = the column sums of the projection coefficients: the
+    returned weights reproduce the direction.
+
+    Derived in ``notebooks/21_pcgrad_and_graddrop.ipynb``.
+
+    Parameters
+    ----------
+    seed:
+        Seed of the generator of the random task orders.
+    """
+
+    name = "PCGrad"
+    modes = (PARAM, REP)
+    is_reweighting = True
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__()
+        if not isinstance(seed, int):
+            raise ValueError(f"PCGrad seed must be an int, got {seed!r}")
+        self.seed = seed
+        self._gen = seeded_generator(seed)
+
+    def reset(self) -> None:
+        super().reset()
+        self._gen = seeded_generator(self.seed)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "rng_state": self._gen.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        rng = state.pop("rng_state", None)
+        super().load_state_dict(state)
+        if rng is not None:
+            self._gen.set_state(rng)
+
+    def combine(self, losses: Tensor, grads: Tensor | None = None):
+        t = self._check(losses, grads)
+        perms = [torch.randperm(t, generator=self._gen).tolist() for _ in range(t)]
+        coef = pcgrad_coefficients(gram64(grads), perms)
+        w = coef.sum(0).to(grads.dtype)
+        return w @ grads, w
