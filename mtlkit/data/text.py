@@ -123,3 +123,31 @@ def glove_embeddings(data: MTLData, seed: int = 0) -> tuple[torch.Tensor, float]
     except FileNotFoundError as err:
         raise DataUnavailable(str(err)) from None
     return embedding_matrix(data.meta["vocab"], glove, seed=seed)
+
+
+def write_tsv(path, rows) -> None:
+    """``label<TAB>text`` lines (whitespace in ``text`` collapsed to single spaces): the
+    on-disk format of the prepared text benchmarks (Amazon, 20 Newsgroups)."""
+    from pathlib import Path
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8", newline="\n") as f:
+        for label, text in rows:
+            f.write(f"{int(label)}\t{' '.join(str(text).split())}\n")
+
+
+def read_tsv(path, num_classes: int) -> tuple[list[str], list[int]]:
+    """Read :func:`write_tsv` files; a malformed line raises ``DataCorrupt``."""
+    from mtlkit.data.common import DataCorrupt
+
+    texts, labels = [], []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            label, sep, text = line.rstrip("\n").partition("\t")
+            if not sep or not label.isdigit() or int(label) >= num_classes:
+                raise DataCorrupt(f"{path}:{n} is not `label<TAB>text` with a label in "
+                                  f"0..{num_classes - 1}")
+            labels.append(int(label))
+            texts.append(text)
+    return texts, labels
