@@ -114,6 +114,9 @@ class Metric:
 
     names: tuple[str, ...] = ()
 
+    def __init__(self) -> None:
+        self.reset()
+
     def reset(self) -> None:
         raise NotImplementedError
 

@@ -158,8 +158,11 @@ class Stream:
     def _open(self) -> None:
         seed = self.seed * 1_000_003 + self.key * 10_007 + self.passes
         sampler = _PermutationSampler(len(self.dataset), seed, self.used * self.bs)
+        # an explicit generator: opening a DataLoader iterator must not draw from
+        # the global RNG (it would shift dropout etc. after a resume)
         self._it = iter(DataLoader(self.dataset, batch_size=self.bs, sampler=sampler,
-                                   num_workers=self.num_workers))
+                                   num_workers=self.num_workers,
+                                   generator=torch.Generator().manual_seed(seed)))
 
     def __next__(self):
         if self.used >= self.batches_per_pass:
@@ -487,7 +490,9 @@ class Trainer:
     def _eval_task(self, ds: Dataset, tasks: list[str]) -> dict[str, dict[str, float]]:
         mets = {t: metric_for(self.specs[t]) for t in tasks}
         loss_sum, n = dict.fromkeys(tasks, 0.0), 0
-        for x, y in DataLoader(ds, batch_size=self.cfg.eval_batch_size):
+        loader = DataLoader(ds, batch_size=self.cfg.eval_batch_size,
+                            generator=torch.Generator().manual_seed(0))  # keeps global RNG
+        for x, y in loader:
             x = to_device(x, self.device, self.channels_last)
             with self._autocast():
                 outs = self.model(x, tasks)
