@@ -87,12 +87,17 @@ def run_trajectory(strategy, start: Sequence[float], steps: int = 1000, lr: floa
         raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
     path = np.empty((steps + 1, 2))
     path[0] = x.detach().numpy()
-    for k in range(steps):
-        losses, g = toy_grads(x, scale)
-        d, _ = strategy.combine(losses, g)
-        x.grad = d.detach().to(dtype).reshape(2)
-        opt.step()
-        path[k + 1] = x.detach().numpy()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # 2-element tensors: intra-op threads only add overhead
+    try:
+        for k in range(steps):
+            losses, g = toy_grads(x, scale)
+            d, _ = strategy.combine(losses, g)
+            x.grad = d.detach().to(dtype).reshape(2)
+            opt.step()
+            path[k + 1] = x.detach().numpy()
+    finally:
+        torch.set_num_threads(threads)
     return path
 
 

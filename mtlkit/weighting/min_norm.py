@@ -72,7 +72,7 @@ def _best_pair(m: Tensor) -> Tensor:
 
 
 def min_norm_frank_wolfe(gram: Tensor, iters: int = 250, tol: float = 1e-8,
-                         init: str = "pair") -> Tensor:
+                         init: str = "pair", early_exit: bool | None = None) -> Tensor:
     """Frank-Wolfe for (1) with the exact line search.
 
     Each iteration (``metaweighting.txt`` Algorithm 2):
@@ -92,6 +92,8 @@ def min_norm_frank_wolfe(gram: Tensor, iters: int = 250, tol: float = 1e-8,
     tol: relative tolerance on the duality gap.
     init: ``"pair"`` (best two-task solution, exact for T = 2, as in Sener &
         Koltun's code) or ``"uniform"`` (lambda = 1/T, as in Algorithm 2).
+    early_exit: break once the gap is small (needs the gap on the host); default:
+        True on CPU, False elsewhere (freeze lambda instead: no sync).
     """
     m = _check_gram(gram)
     t = m.shape[0]
@@ -106,7 +108,7 @@ def min_norm_frank_wolfe(gram: Tensor, iters: int = 250, tol: float = 1e-8,
     if t == 2:
         return lam
     scale = torch.diagonal(m).abs().max().clamp_min(1.0)
-    on_cpu = m.device.type == "cpu"
+    on_cpu = m.device.type == "cpu" if early_exit is None else early_exit
     eye = torch.eye(t, dtype=m.dtype, device=m.device)
     for _ in range(iters):
         mlam = m @ lam
