@@ -33,6 +33,7 @@ import csv
 import hashlib
 import itertools
 import json
+import logging
 import re
 import sys
 import time
@@ -290,6 +291,9 @@ def execute(run: Run, cell_timeout: float | None = None, prepare_only: bool = Fa
     """Run (or, with ``prepare_only``, parameterise) one notebook; never raises."""
     import papermill as pm
 
+    # our own parser has validated the parameters; papermill's is stricter about comments
+    # ("Unable to parse line") and would warn about parameters it failed to parse
+    logging.getLogger("papermill").setLevel(logging.ERROR)
     run.run_dir.mkdir(parents=True, exist_ok=True)
     run.output.parent.mkdir(parents=True, exist_ok=True)
     for stale in (DONE, ERROR):
