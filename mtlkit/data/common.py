@@ -222,23 +222,26 @@ def stratified_split(labels: Sequence[int] | np.ndarray, fractions: Sequence[flo
                      seed: int) -> list[np.ndarray]:
     """Deterministic stratified split of ``range(len(labels))``.
 
-    Within each class the indices are permuted with ``default_rng(seed)`` and cut at
-    the cumulative ``fractions`` (which must sum to 1), so every split keeps the class
-    proportions up to rounding.  Returns one sorted index array per fraction.
+    Within each class the indices are shuffled (``default_rng(seed)``) and the k-th of
+    n_c gets the quantile ``(k + 0.5) / n_c``; all indices are then ordered by quantile
+    (random tie-break) and cut at ``round(cumsum(fractions) * N)``.  So the split sizes
+    are exact for the whole set, and each class's share in every split is within one
+    example of ``fraction * n_c``.  Returns one sorted index array per fraction.
     """
     fr = np.asarray(fractions, dtype=float)
-    if np.any(fr < 0) or abs(fr.sum() - 1) > 1e-6:
+    if fr.ndim != 1 or np.any(fr < 0) or abs(fr.sum() - 1) > 1e-6:
         raise ValueError(f"fractions {list(fractions)} must be >= 0 and sum to 1")
     labels = np.asarray(labels)
+    n = len(labels)
     rng = np.random.default_rng(seed)
-    parts: list[list[np.ndarray]] = [[] for _ in fr]
+    order = rng.permutation(n)
+    quant = np.empty(n)
     for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
-        idx = idx[rng.permutation(len(idx))]
-        cuts = np.round(np.cumsum(fr)[:-1] * len(idx)).astype(int)
-        for k, piece in enumerate(np.split(idx, cuts)):
-            parts[k].append(piece)
-    return [np.sort(np.concatenate(p)) if p else np.zeros(0, int) for p in parts]
+        idx = order[labels[order] == c]  # this class, in shuffled order
+        quant[idx] = (np.arange(len(idx)) + 0.5) / len(idx)
+    ranked = order[np.lexsort((rng.random(n), quant[order]))]
+    cuts = np.floor(np.cumsum(fr)[:-1] * n + 0.5).astype(int)
+    return [np.sort(part) for part in np.split(ranked, cuts)]
 
 
 def stratified_subset(labels: Sequence[int] | np.ndarray, n: int | None,
