@@ -63,6 +63,8 @@ from mtlkit.weighting.base import Weighting
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULERS = (None, "step", "cosine")
 AMP_DTYPES = {None: None, "bf16": torch.bfloat16, "fp16": torch.float16}
+#: training knobs recorded with the strategy's hyper-parameters in each record
+_RUN_HPARAMS = ("optimizer", "lr", "weight_decay", "batch_size", "epochs")
 
 
 @dataclass
@@ -558,7 +560,9 @@ class Trainer:
     def _meta(self) -> dict[str, Any]:
         return {**self.labels, "run_id": self.run_dir.name, "seed": self.cfg.seed,
                 "device": str(self.device), "config": asdict(self.cfg),
-                "hparams": _jsonable(self.weighting.hparams()),
+                "hparams": _jsonable({**{k: asdict(self.cfg)[k] for k in _RUN_HPARAMS},
+                                      "query_ratio": self.query_ratio,
+                                      **self.weighting.hparams()}),
                 "query_ratio": self.query_ratio, "steps_per_epoch": self.steps_per_epoch,
                 "amp": str(self.amp_dtype), "channels_last": self.channels_last}
 

@@ -1,0 +1,207 @@
+"""Figures of the papers, drawn from tidy records (:mod:`mtlkit.results`) and
+per-step logs (``RunResult.steps``).
+
+=============================== ===============================================
+function                        figure
+=============================== ===============================================
+:func:`accuracy_clusters`       ``metaweighting.txt`` Figs 2-3: per-task
+                                accuracy of every run, one cluster per method
+:func:`weight_evolution`        Figs 8-9: task weights over training steps
+:func:`loss_gap`                Figs 1, 6-7: training vs query vs test loss
+                                per task at chosen epochs
+:func:`loss_curves`             the same losses against epochs
+:func:`delta_p_bars`            Δp of each method (``rlw.md`` §5.3)
+:func:`sweep_boxplot`           Figs 4-5: task-average metric over runs for
+                                each value of one hyper-parameter
+=============================== ===============================================
+
+Every function labels its axes, uses the Okabe-Ito colour-blind-safe palette,
+returns the Figure, and saves a PNG when given ``save=path``.  Headless
+processes (no display, no Jupyter kernel) use the Agg backend.  Used in
+``notebooks/01_the_mtl_problem.ipynb``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+if not os.environ.get("DISPLAY") and not os.environ.get("MPLBACKEND") \
+        and "ipykernel" not in sys.modules:
+    matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+#: Okabe & Ito (2008) colour-blind-safe palette
+OKABE_ITO = ["#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7",
+             "#000000"]
+
+
+def palette(n: int) -> list[str]:
+    """n colours from the Okabe-Ito palette (cycled beyond 8)."""
+    return [OKABE_ITO[i % len(OKABE_ITO)] for i in range(n)]
+
+
+def _finish(fig: Figure, save: str | Path | None) -> Figure:
+    fig.tight_layout()
+    if save:
+        path = Path(save)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+    return fig
+
+
+def _need(df: pd.DataFrame, what: str) -> None:
+    if df.empty:
+        raise ValueError(f"no records for {what}")
+
+
+def _selected(records: pd.DataFrame, split: str, metric: str) -> pd.DataFrame:
+    df = records[(records["split"] == split) & (records["metric"] == metric)
+                 & records["selected"].astype(bool)]
+    _need(df, f"split={split!r}, metric={metric!r} at the selected epochs")
+    return df
+
+
+def accuracy_clusters(records: pd.DataFrame, metric: str = "acc", split: str = "test",
+                      methods: Sequence[str] | None = None, save: str | Path | None = None
+                      ) -> Figure:
+    """One column per task; inside it, one coloured cluster of points per
+    method, one point per run (``metaweighting.txt`` Figs 2-3)."""
+    df = _selected(records, split, metric)
+    methods = list(methods or dict.fromkeys(df["method"]))
+    tasks = list(dict.fromkeys(df["task"]))
+    colours = palette(len(methods))
+    width = 0.8 / len(methods)
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.2 * len(tasks) + 2), 3.6))
+    rng = np.random.default_rng(0)  # jitter only; does not touch the global RNG
+    for j, m in enumerate(methods):
+        for i, t in enumerate(tasks):
+            v = df[(df["method"] == m) & (df["task"] == t)]["value"].to_numpy()
+            x = i - 0.4 + width * (j + 0.5) + rng.uniform(-width / 4, width / 4, v.size)
+            ax.scatter(x, v, s=14, color=colours[j], label=m if i == 0 else None,
+                       edgecolor="black", linewidth=0.3)
+    ax.set_xticks(range(len(tasks)), tasks, rotation=30 if len(tasks) > 6 else 0)
+    ax.set_xlabel("task")
+    ax.set_ylabel(f"{split} {metric}")
+    ax.legend(fontsize=8, ncol=min(len(methods), 4), loc="best")
+    return _finish(fig, save)
+
+
+def weight_evolution(steps: pd.DataFrame | Mapping[str, pd.DataFrame], smooth: int = 1,
+                     save: str | Path | None = None) -> Figure:
+    """Task weights against training step, one panel per method
+    (``metaweighting.txt`` Figs 8-9).  ``steps``: one ``RunResult.steps`` or
+    {method: steps}; ``smooth``: moving-average window in steps."""
+    runs = {"": steps} if isinstance(steps, pd.DataFrame) else dict(steps)
+    fig, axes = plt.subplots(1, len(runs), figsize=(4.2 * len(runs), 3.2), squeeze=False,
+                             sharey=True)
+    for ax, (name, df) in zip(axes[0], runs.items()):
+        cols = [c for c in df.columns if c.startswith("weight/")]
+        if not cols:
+            raise ValueError(f"steps of {name or 'the run'} have no weight/<task> columns")
+        for c, colour in zip(cols, palette(len(cols))):
+            y = df[c].rolling(smooth, min_periods=1).mean()
+            ax.plot(df["step"], y, color=colour, label=c.split("/", 1)[1], linewidth=1.2)
+        ax.set_title(name)
+        ax.set_xlabel("training step")
+    axes[0, 0].set_ylabel("task weight")
+    axes[0, -1].legend(fontsize=8, title="task")
+    return _finish(fig, save)
+
+
+def loss_gap(records: pd.DataFrame, epochs: Sequence[int] | None = None,
+             splits: Sequence[str] = ("train", "query", "test"),
+             save: str | Path | None = None) -> Figure:
+    """Per-task training, query and test loss as grouped bars, one panel per
+    epoch (``metaweighting.txt`` Figs 1, 6-7).  Splits without records (e.g.
+    no query split) are skipped.  ``records``: one run."""
+    df = records[records["metric"] == "loss"]
+    splits = [s for s in splits if (df["split"] == s).any()]
+    _need(df, "metric 'loss'")
+    have = sorted(set.intersection(*[set(df[df["split"] == s]["epoch"]) for s in splits]))
+    if epochs is None:
+        epochs = have if len(have) <= 3 else [have[len(have) // 3 - 1],
+                                               have[2 * len(have) // 3 - 1], have[-1]]
+    tasks = list(dict.fromkeys(df["task"]))
+    fig, axes = plt.subplots(1, len(epochs), figsize=(3.8 * len(epochs), 3.2), squeeze=False,
+                             sharey=True)
+    width = 0.8 / len(splits)
+    for ax, e in zip(axes[0], epochs):
+        for j, (s, colour) in enumerate(zip(splits, palette(len(splits)))):
+            sub = df[(df["split"] == s) & (df["epoch"] == e)].set_index("task")["value"]
+            x = np.arange(len(tasks)) - 0.4 + width * (j + 0.5)
+            ax.bar(x, [sub.get(t, np.nan) for t in tasks], width, color=colour, label=s)
+        ax.set_xticks(range(len(tasks)), tasks)
+        ax.set_title(f"epoch {e}")
+        ax.set_xlabel("task")
+    axes[0, 0].set_ylabel("loss")
+    axes[0, -1].legend(fontsize=8)
+    return _finish(fig, save)
+
+
+def loss_curves(records: pd.DataFrame, splits: Sequence[str] = ("train", "query", "val", "test"),
+                save: str | Path | None = None) -> Figure:
+    """Loss against epoch, one panel per task, one line per split (one run)."""
+    df = records[records["metric"] == "loss"]
+    _need(df, "metric 'loss'")
+    tasks = list(dict.fromkeys(df["task"]))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(3.6 * len(tasks), 3.0), squeeze=False)
+    for ax, t in zip(axes[0], tasks):
+        for s, colour in zip(splits, palette(len(splits))):
+            sub = df[(df["task"] == t) & (df["split"] == s)].sort_values("epoch")
+            if not sub.empty:
+                ax.plot(sub["epoch"], sub["value"], marker="o", markersize=3, color=colour,
+                        label=s)
+        ax.set_title(t)
+        ax.set_xlabel("epoch")
+    axes[0, 0].set_ylabel("loss")
+    axes[0, -1].legend(fontsize=8)
+    return _finish(fig, save)
+
+
+def delta_p_bars(values: Mapping[str, float] | pd.Series, baseline: str = "EW",
+                 save: str | Path | None = None) -> Figure:
+    """Horizontal bars of Δp (%) per method; improvements and losses in two colours."""
+    s = pd.Series(values, dtype=float)
+    if s.empty:
+        raise ValueError("no Δp values to plot")
+    fig, ax = plt.subplots(figsize=(5.0, 0.4 * len(s) + 1.2))
+    colours = [OKABE_ITO[4] if v >= 0 else OKABE_ITO[5] for v in s.to_numpy()]
+    ax.barh(range(len(s)), s.to_numpy(), color=colours)
+    ax.set_yticks(range(len(s)), [str(i) for i in s.index])
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"Δp vs {baseline} (%)")
+    ax.set_ylabel("method")
+    return _finish(fig, save)
+
+
+def sweep_boxplot(records: pd.DataFrame, param: str, metric: str = "acc", split: str = "test",
+                  save: str | Path | None = None) -> Figure:
+    """Box plots of the task-average ``metric`` over runs, one box per value of
+    hyper-parameter ``param`` read from the records' JSON ``hparams``
+    (``metaweighting.txt`` Figs 4-5)."""
+    df = _selected(records, split, metric)
+    per_run = df.groupby("run_id").agg(value=("value", "mean"), hparams=("hparams", "first"))
+    per_run["p"] = [json.loads(h).get(param) for h in per_run["hparams"]]
+    if per_run["p"].isna().all():
+        raise ValueError(f"no run records hyper-parameter {param!r}")
+    levels = sorted(per_run["p"].dropna().unique())
+    data = [per_run[per_run["p"] == v]["value"].to_numpy() for v in levels]
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.8 * len(levels) + 2), 3.2))
+    box = ax.boxplot(data, patch_artist=True)
+    for patch in box["boxes"]:
+        patch.set_facecolor(OKABE_ITO[1])
+    ax.set_xticks(range(1, len(levels) + 1), [str(v) for v in levels])
+    ax.set_xlabel(param)
+    ax.set_ylabel(f"task-average {split} {metric}")
+    return _finish(fig, save)
