@@ -95,6 +95,25 @@ def write_records(records: pd.DataFrame, path: str | Path, append: bool = True) 
     return path
 
 
+def merge_single_task(runs: Mapping[str, pd.DataFrame], method: str = "STL") -> pd.DataFrame:
+    """One method's records from T single-task runs: ``runs`` maps each task to
+    the records of the run that trained it alone (e.g. ``STL(task=i)``); only
+    that task's rows are kept, relabelled ``method``.  ``wall_time`` becomes the
+    sum over the T runs (training T models costs T times as much), for Δt."""
+    if not runs:
+        raise ValueError("runs is empty: give {task: records of the run trained on it}")
+    parts = []
+    for task, rec in runs.items():
+        own = rec[rec["task"] == task]
+        if own.empty:
+            raise ValueError(f"the run given for task {task!r} has no records of it")
+        parts.append(own)
+    out = pd.concat(parts, ignore_index=True)
+    out["method"] = method
+    out["wall_time"] = sum(float(r["wall_time"].iloc[0]) for r in runs.values())
+    return out[RECORD_COLUMNS]
+
+
 def final(records: pd.DataFrame, split: str = "test") -> pd.DataFrame:
     """The records of ``split`` at each run's selected epoch."""
     return records[(records["split"] == split) & records["selected"].astype(bool)]

@@ -102,3 +102,16 @@ def test_paper_table_errors():
         results.paper_table(table1_records(), baseline="STL")
     with pytest.raises(ValueError, match="no records"):
         results.paper_table(table1_records(), metrics={"seg": ["acc"]})
+
+
+def test_merge_single_task_keeps_each_runs_own_task():
+    keys = {("seg", "miou"): 0.5, ("depth", "abs_err"): 0.3}
+    a = run_records("stl-seg", "STL", 0, keys, wall_time=2.0)
+    b = run_records("stl-depth", "STL", 0, {k: v + 0.1 for k, v in keys.items()}, wall_time=3.0)
+    merged = results.merge_single_task({"seg": a, "depth": b})
+    fin = results.final(merged).set_index("task")
+    assert fin.loc["seg", "value"] == 0.5 and fin.loc["depth", "value"] == pytest.approx(0.4)
+    assert set(merged["run_id"]) == {"stl-seg", "stl-depth"}
+    assert (merged["wall_time"] == 5.0).all() and (merged["method"] == "STL").all()
+    with pytest.raises(ValueError, match="no records"):
+        results.merge_single_task({"normal": a})
