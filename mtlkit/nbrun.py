@@ -187,7 +187,10 @@ def validate(path: Path, given: Mapping[str, Any], raw: Mapping[str, str] | None
         raise UsageError(f"{path.name}: unknown parameter(s) {', '.join(unknown)}. "
                          f"Valid parameters:\n{valid}")
     raw = raw or {}
-    return {k: coerce(k, v, params[k], raw.get(k)) for k, v in given.items()}
+    try:
+        return {k: coerce(k, v, params[k], raw.get(k)) for k, v in given.items()}
+    except UsageError as e:
+        raise UsageError(f"{path.name}: {e}") from None
 
 
 def expand_grid(spec: Any) -> list[dict[str, Any]]:
@@ -393,7 +396,7 @@ def run_info(run_dir: Path) -> dict[str, Any]:
 def collect_metrics(out: str | Path) -> Path:
     """Every ``metrics.json`` under ``out`` as one tidy CSV ``out/metrics.csv``.
 
-    Columns: notebook, run (folder relative to ``out``), parameters (JSON), key
+    Columns: notebook, run (folder relative to ``out``), parameters (JSON, without OUT_DIR), key
     (nested dicts flattened with dots), value (lists and strings as JSON).
     """
     out = Path(out)
@@ -407,7 +410,8 @@ def collect_metrics(out: str | Path) -> Path:
             metrics = {"_unreadable": str(e)}
         notebook = info.get("notebook") or next(
             (p.name for p in run_dir.glob("*.ipynb")), run_dir.name)
-        params = json.dumps(info.get("parameters", {}), sort_keys=True)
+        params = json.dumps({k: v for k, v in info.get("parameters", {}).items()
+                             if k != "OUT_DIR"}, sort_keys=True)  # `run` names the folder
         for key, value in flatten(metrics).items():
             if not isinstance(value, (int, float)) or isinstance(value, bool):
                 value = json.dumps(value)

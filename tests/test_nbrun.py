@@ -176,6 +176,21 @@ def test_prepare_only_injects_parameters_flat(tiny, tmp_path):
     assert not list(out.rglob("*.ipynb"))[1:]  # exactly one notebook, nothing nested
 
 
+def test_grid_file_on_the_command_line(tiny, tmp_path, capsys):
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("LR: [0.1, 0.2]\nSEEDS: [[0, 1]]\n")
+    out = tmp_path / "prep"
+    assert nbrun.main([str(tiny), "--grid", str(grid), "--prepare-only", "--out", str(out),
+                       "--no-progress"]) == 0
+    names = sorted(p.name for p in out.glob("*.ipynb"))
+    assert names == ["99_tiny__LR=0.1,SEEDS=0-1.ipynb", "99_tiny__LR=0.2,SEEDS=0-1.ipynb"]
+    src = nbformat.read(out / names[1], as_version=4).cells[2].source
+    assert "LR = 0.2" in src and "SEEDS = [0, 1]" in src
+    grid.write_text("LR: [0.1, fast]\n")
+    assert nbrun.main([str(tiny), "--grid", str(grid), "--prepare-only", "--out", str(out)]) == 2
+    assert "LR expects float" in capsys.readouterr().err
+
+
 def test_check_kernel_accepts_this_environment():
     assert nbrun.check_kernel() is None
     assert "ipykernel install" in nbrun.check_kernel("no-such-kernel-xyz")
@@ -210,7 +225,7 @@ def test_run_skip_force_metrics_and_report(tiny, tmp_path, capsys):
     acc = next(r for r in rows if r["key"] == "acc")
     assert acc["notebook"] == "99_tiny.ipynb" and acc["run"] == "99_tiny"
     assert float(acc["value"]) == pytest.approx(0.6)
-    assert json.loads(acc["parameters"])["PROFILE"] == "smoke"
+    assert json.loads(acc["parameters"]) == {"PROFILE": "smoke"}
 
     # the report shows the verdicts, metrics and the embedded figure
     page = (out / "index.html").read_text()
