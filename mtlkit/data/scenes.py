@@ -106,7 +106,8 @@ def _cylinder(d: np.ndarray, cx: float, cz: float, r: float, y0: float, y1: floa
 
 def render_scene(rng: np.random.Generator, height: int = 48, width: int = 64) -> dict:
     """One scene: ``image`` (3,H,W), ``segmentation`` (H,W) int, ``depth`` (1,H,W),
-    ``normals`` (3,H,W) (camera frame), all numpy."""
+    ``normals`` (3,H,W) (camera frame), all numpy, and the focal length ``fx`` in pixels
+    (pixel (i, j) looks along ((j + .5 - W/2) / fx, -(i + .5 - H/2) / fx, 1))."""
     fovx = np.deg2rad(rng.uniform(55, 70))
     fx = 0.5 * width / np.tan(fovx / 2)
     jj, ii = np.meshgrid(np.arange(width) + 0.5, np.arange(height) + 0.5)
@@ -174,13 +175,15 @@ def render_scene(rng: np.random.Generator, height: int = 48, width: int = 64) ->
     return {"image": img.reshape(height, width, 3).transpose(2, 0, 1).astype(np.float32),
             "segmentation": cls.reshape(height, width).astype(np.int64),
             "depth": depth.reshape(1, height, width).astype(np.float32),
-            "normals": ncam.reshape(height, width, 3).transpose(2, 0, 1).astype(np.float32)}
+            "normals": ncam.reshape(height, width, 3).transpose(2, 0, 1).astype(np.float32),
+            "fx": float(fx)}
 
 
 def _render_many(n: int, seed: int, height: int, width: int) -> dict[str, torch.Tensor]:
     rng = np.random.default_rng(seed)
     scenes = [render_scene(rng, height, width) for _ in range(n)]
-    return {k: torch.from_numpy(np.stack([s[k] for s in scenes])) for k in scenes[0]}
+    return {k: torch.from_numpy(np.stack([s[k] for s in scenes])) for k in scenes[0]
+            if k != "fx"}
 
 
 def load_scenes(*, n_train: int = 795, n_val: int = 80, n_test: int = 654, height: int = 48,
