@@ -17,6 +17,16 @@ once, unweighted.
 
 Each per-task backward goes through task t's head and the shared part only:
 ``torch.autograd.grad`` follows just the paths from L_t to the inputs asked for.
+
+``param`` mode runs in two stages.  (1) Each head is back-propagated once, to
+the (detached) representation: z_t = dL_t/dr, plus the head's own gradient.
+(2) The encoder is back-propagated T times with ``grad_outputs=z_t``, or once
+with ``is_grads_batched=True`` (vmap over the T cotangents) when the model has
+one shared representation; if an operator has no batching rule the engine
+falls back to the loop, once, with a warning.  The rows are written into the
+T x P buffer with one ``torch.cat(out=...)`` per backward, and the direction is
+handed to the parameters as views (no per-parameter copies).  Nothing in a
+step reads a value on the host.
 """
 
 from __future__ import annotations
@@ -69,9 +79,19 @@ class GradEngine:
     mode:
         ``"auto"``, ``"losses"``, ``"param"`` or ``"rep"``.  Invalid
         combinations raise here, at construction.
+    batched:
+        ``param`` mode only: back-propagate the T representation gradients
+        through the encoder in one vmapped call (True), in a loop (False), or
+        ``"auto"`` (vmapped except on CPU).  Same result either way.
     """
 
-    def __init__(self, model: MTLModel, weighting: Weighting, mode: str = "auto") -> None:
+    def __init__(self, model: MTLModel, weighting: Weighting, mode: str = "auto",
+                 batched: bool | str = "auto") -> None:
+        if batched not in (True, False, "auto"):
+            raise ValueError(f"batched must be True, False or 'auto', got {batched!r}")
+        #: param mode: one vmapped encoder backward (True), a loop of T (False),
+        #: or 'auto' (vmapped on accelerators, loop on CPU)
+        self.batched = batched
         self.model = model
         self.weighting = weighting
         self.mode = resolve_mode(weighting, mode)
@@ -132,13 +152,13 @@ class GradEngine:
                                  "query_ratio > 0 (a support/query split)")
             return bilevel.step(self, inputs, targets, criteria, query)
         tasks = self.model.tasks
-        outs, reps, used = self.forward(inputs, detach=self.mode == REP)
+        outs, reps, used = self.forward(inputs, detach=self.mode in (REP, PARAM))
         losses = self.task_losses(outs, targets, criteria, tasks)
         aux = self.model.auxiliary_loss()
         if self.mode == LOSSES:
             weights = self._losses_step(losses, aux)
         elif self.mode == PARAM:
-            weights = self._param_step(losses, aux)
+            weights = self._param_step(losses, aux, reps, used)
         else:
             weights = self._rep_step(losses, aux, reps, used)
         return StepResult(losses.detach(), weights.detach(),
@@ -157,41 +177,105 @@ class GradEngine:
             self._buf = b = torch.empty(rows, cols, device=like.device, dtype=like.dtype)
         return b
 
-    def _param_step(self, losses: Tensor, aux: Tensor | None) -> Tensor:
-        tasks, shared = self.model.tasks, self.shared
-        G = self.buffer(len(tasks), sum(self._numel), shared[0])
-        for i, t in enumerate(tasks):
-            own = self.task_params[t]
-            gs = torch.autograd.grad(losses[i], shared + own, retain_graph=True,
-                                     allow_unused=True)
-            _flatten_into(G[i], gs[: len(shared)], shared)
-            _accumulate(own, gs[len(shared):])
-        d, w = self.weighting.combine(losses.detach(), G)
-        _write_grads(shared, d)
-        if aux is not None:
-            aux.backward()
-        return w
-
-    def _rep_step(self, losses: Tensor, aux: Tensor | None, reps: list[Rep],
-                  used: list[Rep]) -> Tensor:
+    def _rep_grads(self, losses: Tensor, reps: list[Rep], used: list[Rep]
+                   ) -> tuple[list[Tensor], list[Tensor], list[Tensor | None], bool]:
+        """Stage 1: z_t = dL_t/dr_t through task t's head only (heads get their
+        own gradient).  Returns the per-task representations, the leaves the
+        heads read, z_t (None where L_t does not use r_t), and whether each task
+        has its own representation."""
         tasks = self.model.tasks
-        per_task = len(used) == len(tasks)  # one representation per task
+        per_task = len(used) == len(tasks) and len(tasks) > 1
         if not per_task and isinstance(used[0], Mapping):
-            flat = [used[0][t] for t in tasks]
-            reps = [reps[0][t] for t in tasks]
+            flat, reps = [used[0][t] for t in tasks], [reps[0][t] for t in tasks]
             per_task = True
+        elif per_task:
+            flat = used
         else:
-            flat = used if per_task else [used[0]] * len(tasks)
-        numel = flat[0].numel()
-        if any(r.numel() != numel for r in flat):
-            raise ValueError("rep mode needs representations of equal size for every task")
-        G = self.buffer(len(tasks), numel, flat[0])
+            flat, reps = [used[0]] * len(tasks), [reps[0]] * len(tasks)
+        zs: list[Tensor | None] = []
         for i, t in enumerate(tasks):
             own = self.task_params[t]
             gs = torch.autograd.grad(losses[i], [flat[i]] + own, retain_graph=True,
                                      allow_unused=True)
-            G[i].copy_(gs[0].reshape(-1) if gs[0] is not None else 0.0)
+            zs.append(gs[0])
             _accumulate(own, gs[1:])
+        return reps, flat, zs, per_task
+
+    def _param_step(self, losses: Tensor, aux: Tensor | None, reps: list[Rep],
+                    used: list[Rep]) -> Tensor:
+        tasks, shared = self.model.tasks, self.shared
+        reps, _, zs, per_task = self._rep_grads(losses, reps, used)
+        G = self.buffer(len(tasks), sum(self._numel), shared[0])
+        if not per_task and self._use_batched(shared[0]):
+            try:
+                self._encoder_grads_batched(G, reps[0], zs)
+            except RuntimeError as err:  # an operator without a vmap batching rule
+                import warnings
+
+                warnings.warn(f"batched per-task backward failed ({err}); using a loop of "
+                              "T backward passes from now on", RuntimeWarning, stacklevel=3)
+                self.batched = False
+                self._encoder_grads_loop(G, reps, zs)
+        else:
+            self._encoder_grads_loop(G, reps, zs)
+        d, w = self.weighting.combine(losses.detach(), G)
+        _write_grads(shared, d, as_views=True)
+        if aux is not None:
+            aux.backward()
+        return w
+
+    def _use_batched(self, like: Tensor) -> bool:
+        if self.batched == "auto":
+            return like.device.type != "cpu"
+        return bool(self.batched)
+
+    def _encoder_grads_loop(self, G: Tensor, reps: list[Tensor], zs: list[Tensor | None]
+                            ) -> None:
+        """Stage 2, one backward per task: G[t] = (dr_t/dtheta_sh)^T z_t."""
+        shared, tasks = self.shared, self.model.tasks
+        for i, t in enumerate(tasks):
+            if zs[i] is None:
+                G[i].zero_()
+                continue
+            own = self.task_params[t]  # task parameters inside the encoder, if any
+            gs = torch.autograd.grad(reps[i], shared + own, grad_outputs=zs[i],
+                                     retain_graph=True, allow_unused=True)
+            _flatten_into(G[i], gs[: len(shared)], shared)
+            _accumulate(own, gs[len(shared):])
+
+    def _encoder_grads_batched(self, G: Tensor, rep: Tensor, zs: list[Tensor | None]) -> None:
+        """Stage 2 for one shared representation: one vmapped backward of the
+        stacked z_t (``is_grads_batched=True``), rows written straight into G."""
+        tasks, shared = self.model.tasks, self.shared
+        z = torch.stack([torch.zeros_like(rep) if zt is None else zt for zt in zs])
+        own = [p for t in tasks for p in self.task_params[t]]
+        gs = torch.autograd.grad(rep, shared + own, grad_outputs=z, retain_graph=True,
+                                 allow_unused=True, is_grads_batched=True)
+        t_rows = len(tasks)
+        parts = [(g.reshape(t_rows, -1) if g is not None else
+                  torch.zeros(t_rows, p.numel(), dtype=G.dtype, device=G.device))
+                 for g, p in zip(gs[: len(shared)], shared)]
+        torch.cat(parts, dim=1, out=G)
+        k = len(shared)
+        for i, t in enumerate(tasks):  # a task's own encoder parameters: its own row only
+            n = len(self.task_params[t])
+            _accumulate(self.task_params[t],
+                        tuple(None if g is None else g[i] for g in gs[k:k + n]))
+            k += n
+
+    def _rep_step(self, losses: Tensor, aux: Tensor | None, reps: list[Rep],
+                  used: list[Rep]) -> Tensor:
+        tasks = self.model.tasks
+        reps, flat, zs, per_task = self._rep_grads(losses, reps, used)
+        numel = flat[0].numel()
+        if any(r.numel() != numel for r in flat):
+            raise ValueError("rep mode needs representations of equal size for every task")
+        G = self.buffer(len(tasks), numel, flat[0])
+        for i in range(len(tasks)):
+            if zs[i] is None:
+                G[i].zero_()
+            else:
+                G[i].copy_(zs[i].reshape(-1))
         d, w = self.weighting.combine(losses.detach(), G)
         if per_task:
             if not self.weighting.is_reweighting and len(reps) > 1:
@@ -208,25 +292,24 @@ class GradEngine:
 
 # ------------------------------------------------------------------ helpers
 def _flatten_into(row: Tensor, grads: tuple[Tensor | None, ...], params: list) -> None:
-    """Copy per-parameter gradients into one row of the T x P buffer."""
-    i = 0
-    for g, p in zip(grads, params):
-        n = p.numel()
-        if g is None:
-            row[i:i + n].zero_()
-        else:
-            row[i:i + n].copy_(g.reshape(-1))
-        i += n
+    """Copy per-parameter gradients into one row of the T x P buffer (one kernel)."""
+    parts = [(g if g is not None else torch.zeros_like(p)).reshape(-1).to(row.dtype)
+             for g, p in zip(grads, params)]
+    torch.cat(parts, out=row)
 
 
-def _write_grads(params: list, direction: Tensor) -> None:
-    """theta.grad (+)= the slice of the flat direction that belongs to theta."""
+def _write_grads(params: list, direction: Tensor, as_views: bool = False) -> None:
+    """theta.grad (+)= the slice of the flat direction that belongs to theta.
+
+    ``as_views=True``: where theta.grad is None it becomes a view of
+    ``direction`` (no copy); only for a direction nobody else will modify.
+    """
     i = 0
     for p in params:
         n = p.numel()
         g = direction[i:i + n].view_as(p)
         if p.grad is None:
-            p.grad = g.clone()
+            p.grad = g if as_views and g.dtype == p.dtype else g.to(p.dtype, copy=True)
         else:
             p.grad.add_(g)
         i += n
