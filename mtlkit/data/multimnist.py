@@ -108,7 +108,7 @@ def read_idx(path: str | Path) -> np.ndarray:
     if len(body) != int(np.prod(dims)):
         raise DataCorrupt(f"{path}: header says {dims} = {int(np.prod(dims))} bytes, file has "
                           f"{len(body)} (truncated?)")
-    return np.frombuffer(body, dtype=np.uint8).reshape(dims)
+    return np.frombuffer(body, dtype=np.uint8).reshape(dims).copy()
 
 
 def fashion_dir() -> Path:
@@ -131,9 +131,20 @@ def fashion_dir() -> Path:
 
 
 @functools.lru_cache(maxsize=1)
-def load_fashion(folder: str | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Fashion-MNIST like :func:`load_mnist` (from ``folder`` or :func:`fashion_dir`)."""
+def load_fashion(folder: str | None = None,
+                 cache: bool = True) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Fashion-MNIST like :func:`load_mnist` (from ``folder`` or :func:`fashion_dir`);
+    the decoded arrays are cached on disk, keyed by the files' sizes and times."""
     root = Path(folder) if folder else fashion_dir()
+    stats = [(f, (root / f).stat().st_size, (root / f).stat().st_mtime_ns)
+             for pair in _FASHION_FILES.values() for f in pair if (root / f).exists()]
+    out = cached("fashion-u8", hash_key(1, str(root), stats), lambda: {
+        s: tuple(torch.from_numpy(a) for a in arrs) for s, arrs in _parse_fashion(root).items()},
+        cache)
+    return {s: (x.numpy(), y.numpy()) for s, (x, y) in out.items()}
+
+
+def _parse_fashion(root: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     out = {}
     for split, (img, lab) in _FASHION_FILES.items():
         if not (root / img).exists() or not (root / lab).exists():
