@@ -13,7 +13,7 @@ _EPS = 1e-12
 
 
 def dwa_weights(prev: Tensor, prev2: Tensor, temperature: float) -> Tensor:
-    r"""Liu et al. 2019, Eq. 7: :math:`w = T\,\mathrm{softmax}(r/\tau)`,
+    r"""Liu et al. 2019, the DWA rule: :math:`w = T\,\mathrm{softmax}(r/\tau)`,
     :math:`r_t = L_t^{k-1}/L_t^{k-2}`."""
     r = torch.nan_to_num(prev / prev2.clamp_min(_EPS), nan=1.0).clamp(max=1e6)  # inf/inf -> 1
     return prev.numel() * torch.softmax(r / temperature, dim=0)
@@ -21,7 +21,7 @@ def dwa_weights(prev: Tensor, prev2: Tensor, temperature: float) -> Tensor:
 
 @register
 class DWA(Weighting):
-    r"""Dynamic Weight Average (Liu et al., CVPR 2019, Eq. 7; ``rlw.md`` Table 5).
+    r"""Dynamic Weight Average (Liu et al., CVPR 2019, the DWA rule; ``rlw.md`` Table 5).
 
     .. math:: w_t(k) = T\,\frac{\exp(r_t(k-1)/\tau)}{\sum_j \exp(r_j(k-1)/\tau)},\qquad
               r_t(k-1) = \frac{\bar L_t(k-1)}{\bar L_t(k-2)} ,

@@ -1,4 +1,4 @@
-"""Fast Adaptive Multitask Optimization (FAMO), Liu, Liu, Stone & Liu, NeurIPS 2023."""
+"""Fast Adaptive Multitask Optimization (FAMO), Liu, Feng, Stone & Liu, NeurIPS 2023."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def famo_weights(logits: Tensor, losses: Tensor, min_loss: float, eps: float) ->
 
 def famo_logit_grad(logits: Tensor, prev: Tensor, curr: Tensor, min_loss: float,
                     eps: float) -> Tensor:
-    r"""FAMO's gradient for the logits (Liu et al. 2023, Eq. 7 / Algorithm 1):
+    r"""FAMO's gradient for the logits (Liu et al. 2023, Algorithm 1):
 
     .. math:: \delta = J_z^\top\big(\log D(\theta_{k-1}) - \log D(\theta_k)\big),\quad
               J_z^\top v = z\odot(v - z^\top v),

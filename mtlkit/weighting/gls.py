@@ -18,7 +18,7 @@ def geometric_mean(losses: Tensor, eps: float = 1e-8) -> Tensor:
 
 @register
 class GLS(Weighting):
-    r"""Geometric loss strategy (Chennupati et al., "MultiNet++", CVPRW 2019, Eq. 2).
+    r"""Geometric loss strategy (Chennupati et al., "MultiNet++", CVPRW 2019).
 
     The objective is the geometric mean :math:`L_{GLS} = (\prod_t L_t)^{1/T}`.
     Its gradient is :math:`\sum_t w_t \nabla L_t` with

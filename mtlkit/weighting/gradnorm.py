@@ -15,7 +15,7 @@ _EPS = 1e-12
 
 def gradnorm_loss(w: Tensor, norms: Tensor, losses: Tensor, initial: Tensor,
                   alpha: float) -> Tensor:
-    r"""The GradNorm objective (Chen et al. 2018, Eq. 2; ``rlw.md`` Table 5).
+    r"""The GradNorm objective (Chen et al. 2018, L_grad of §3; ``rlw.md`` Table 5).
 
     .. math:: \sum_t \big| w_t\|g_t\| - \bar G\, r_t^{\alpha} \big|,\quad
               \bar G = \tfrac1T\sum_j w_j\|g_j\|,\quad
@@ -33,7 +33,7 @@ def gradnorm_loss(w: Tensor, norms: Tensor, losses: Tensor, initial: Tensor,
 
 @register
 class GradNorm(Weighting):
-    r"""GradNorm (Chen et al., ICML 2018, Eq. 2 and Algorithm 1).
+    r"""GradNorm (Chen et al., ICML 2018, L_grad of §3 and Algorithm 1).
 
     Learnable weights :math:`w` (initialised to 1) scale the per-task gradients;
     the direction is :math:`d = G^\top w`.  In each :meth:`combine` call, with

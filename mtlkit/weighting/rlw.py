@@ -1,4 +1,5 @@
-"""Random Loss Weighting (RLW), Lin, Ye, Xu, Shi & Zhang, TMLR 2022 (``rlw.md``)."""
+"""Random Loss Weighting (RLW), Lin, Ye & Zhang, "A Closer Look at Loss Weighting in
+Multi-Task Learning" (``rlw.md``)."""
 
 from __future__ import annotations
 

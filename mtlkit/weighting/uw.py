@@ -59,7 +59,7 @@ def learn_step(param: Tensor, grad: Tensor, state: dict, optimizer: str, lr: flo
 
 @register
 class UW(Weighting):
-    r"""Uncertainty weighting (Kendall et al., CVPR 2018, Eqs. 7 and 10).
+    r"""Uncertainty weighting (Kendall et al., CVPR 2018, §3: the multi-task likelihoods).
 
     Each task gets a learnable log-variance :math:`s_t = \log\sigma_t^2` and the
     objective is the common implementation (LibMTL, many re-implementations)
