@@ -196,6 +196,17 @@ def test_check_kernel_accepts_this_environment():
     assert "ipykernel install" in nbrun.check_kernel("no-such-kernel-xyz")
 
 
+def test_check_kernel_warns_about_a_foreign_interpreter(monkeypatch):
+    from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
+
+    spec = KernelSpec(argv=["/opt/elsewhere/bin/python", "-m", "ipykernel_launcher"],
+                      display_name="Python 3", language="python")
+    monkeypatch.setattr(KernelSpecManager, "get_kernel_spec", lambda self, name: spec)
+    warning = nbrun.check_kernel()
+    assert "/opt/elsewhere/bin/python" in warning
+    assert f"{sys.executable} -m ipykernel install --sys-prefix" in warning
+
+
 def test_flatten_and_list_notebooks(tmp_path):
     assert nbrun.flatten({"a": {"b": 1, "c": {"d": [1]}}, "e": 2}) == {
         "a.b": 1, "a.c.d": [1], "e": 2}
@@ -250,10 +261,17 @@ def test_failed_run_leaves_partial_notebook_and_others_finish(tmp_path):
     bad = make_notebook(tmp_path / "nbs" / "98_bad.ipynb",
                         PARAMS.replace("FAIL: bool = False", "FAIL: bool = True"))
     good = make_notebook(tmp_path / "nbs" / "99_good.ipynb")
+    block = tmp_path / "block"
+    block.write_text("wait forever")
+    slow = make_notebook(tmp_path / "nbs" / "97_slow.ipynb",
+                         PARAMS.replace('BLOCK: str = ""', f'BLOCK: str = "{block}"'))
     out = tmp_path / "runs"
-    rc = nbrun.main([str(bad), str(good), "--out", str(out), "--jobs", "2", "--no-progress",
-                     "--report"])
+    rc = nbrun.main([str(bad), str(good), str(slow), "--out", str(out), "--jobs", "2",
+                     "--no-progress", "--report", "--cell-timeout", "6"])
     assert rc == 1
+    timed_out = json.loads((out / "97_slow" / nbrun.ERROR).read_text())
+    assert "CellTimeoutError" in timed_out["error"] or "timed out" in timed_out["error"]
+    assert not (out / "97_slow" / nbrun.DONE).exists()
     bad_dir, good_dir = out / "98_bad", out / "99_good"
     assert not (bad_dir / nbrun.DONE).exists()
     err = json.loads((bad_dir / nbrun.ERROR).read_text())
