@@ -179,7 +179,9 @@ def render(out: str | Path) -> str:
     bad = sum(claim_counts(r["claims"])[1] for r in runs)
     head = (f"<h1>mtlkit run report</h1><p class='muted'>{_esc(out.resolve())} · written "
             f"{time.strftime('%Y-%m-%d %H:%M')} · {n_ok}/{len(runs)} runs completed · "
-            f"{good} claims as expected, {bad} not · legend: "
+            f"{good} claims as expected, {bad} not"
+            + (" · <a href='metrics.csv'>metrics.csv</a>" if (out / "metrics.csv").exists() else "")
+            + " · legend: "
             "<span class='pass'>holds</span> <span class='shown'>fails as written (shown)</span>"
             " <span class='fail'>fails / unexpectedly holds</span></p>")
     body = head + _overview(runs) + "".join(_section(i, r, out) for i, r in enumerate(runs))

@@ -242,7 +242,8 @@ def test_run_skip_force_metrics_and_report(tiny, tmp_path, capsys):
     page = (out / "index.html").read_text()
     for text in ("gradient matches finite differences", "holds", "Theorem 9 as written",
                  "fails as written (shown)", "counterexample T=2", "nested.loss",
-                 "data:image/png;base64,", "A tiny test notebook", "class='ok'"):
+                 "data:image/png;base64,", "A tiny test notebook", "class='ok'",
+                 "href='metrics.csv'", "href='99_tiny/99_tiny.ipynb'"):
         assert text in page
 
     # rerun: skipped; --force: executed again
