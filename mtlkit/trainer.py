@@ -65,6 +65,8 @@ SCHEDULERS = (None, "step", "cosine")
 AMP_DTYPES = {None: None, "bf16": torch.bfloat16, "fp16": torch.float16}
 #: training knobs recorded with the strategy's hyper-parameters in each record
 _RUN_HPARAMS = ("optimizer", "lr", "weight_decay", "batch_size", "epochs")
+#: settings that do not change the trajectory, so they may differ on resume
+_FREE_ON_RESUME = ("progress", "num_workers", "checkpoint_every")
 
 
 @dataclass
@@ -228,7 +230,9 @@ class Interrupted(RuntimeError):
 
 # ------------------------------------------------------------------ trainer
 class Trainer:
-    """Train ``model`` on ``data`` with ``weighting``; see the module docstring.
+    """Train ``model`` on ``data`` with ``weighting``: minimise sum_t w_t L_t
+    (``rlw.md`` §2, Eq. 1) with the strategy's w, or its direction (Eq. 2); see
+    the module docstring and ``notebooks/01_the_mtl_problem.ipynb``.
 
     Parameters
     ----------
@@ -494,7 +498,7 @@ class Trainer:
         loss_sum, n = dict.fromkeys(tasks, 0.0), 0
         loader = DataLoader(ds, batch_size=self.cfg.eval_batch_size,
                             generator=torch.Generator().manual_seed(0))  # keeps global RNG
-        for x, y in loader:
+        for x, y in loader:  # loss = batch losses averaged with batch-size weights
             x = to_device(x, self.device, self.channels_last)
             with self._autocast():
                 outs = self.model(x, tasks)
@@ -536,10 +540,12 @@ class Trainer:
 
     def _load(self, path: Path) -> None:
         state = torch.load(path, map_location="cpu", weights_only=False)
-        if state["config"] != asdict(self.cfg):
-            diff = {k: (v, asdict(self.cfg)[k]) for k, v in state["config"].items()
-                    if asdict(self.cfg).get(k) != v}
-            raise ValueError(f"cannot resume {path}: the configuration changed {diff}")
+        now = asdict(self.cfg)
+        diff = {k: (v, now.get(k)) for k, v in state["config"].items()
+                if k not in _FREE_ON_RESUME and now.get(k) != v}
+        if diff:
+            raise ValueError(f"cannot resume {path}: the configuration changed "
+                             f"(saved, now): {diff}; resume with the same settings")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None:
@@ -579,7 +585,9 @@ class Trainer:
                                        seed=self.cfg.seed, device=str(self.device),
                                        wall_time=epoch_time, chosen_epoch=chosen)
         steps = pd.DataFrame(self.steps_log)
-        results.write_records(records, self.run_dir / "records.csv", append=False)
+        own = self.run_dir / "records.csv"
+        own.unlink(missing_ok=True)  # this run's own file (a resumed run rewrites it)
+        results.write_records(records, own, append=False)
         steps.to_csv(self.run_dir / "steps.csv", index=False)
         pick = rows[rows["epoch"] == chosen]
         val = _nested(pick[pick["split"] == "val"])

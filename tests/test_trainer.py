@@ -210,3 +210,20 @@ def test_bad_input_raises_clearly(tmp_path):
         fit(tmp_path, select="bleu")
     with pytest.raises(ValueError, match="differ"):
         Trainer(model_for({"b": 2, "a": 3}), weighting.get("EW"), homogeneous())
+
+
+def test_amp_and_channels_last_fall_back_on_cpu_with_a_warning(tmp_path):
+    with pytest.warns(UserWarning, match="CUDA only"):
+        tr = fit(tmp_path, amp="bf16", channels_last=True, epochs=1)
+    assert tr.amp_dtype is None and not tr.channels_last
+    res = tr.fit()
+    assert res.meta["amp"] == "None"
+    with pytest.raises(ValueError, match="amp"):
+        fit(tmp_path, amp="fp8")
+
+
+def test_finished_run_resumes_to_the_same_result_and_progress_may_change(tmp_path):
+    first = fit(tmp_path, "done", epochs=2).fit()
+    again = fit(tmp_path, "done", epochs=2, progress=True).fit(resume=True)
+    assert again.run_dir == first.run_dir and again.test == first.test
+    pd.testing.assert_frame_equal(first.steps, again.steps)
