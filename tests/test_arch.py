@@ -27,9 +27,11 @@ def make(arch: str, seed: int = 0, **kw) -> nn.Module:
     heads = {t: LinearHead(8, 3) for t in TASKS}
     if arch == "MMoE":
         return MMoE(36, heads, num_experts=3, expert_hidden=(12,), expert_out=8, **kw)
-    backbone = conv_stages(1, (4, 8))
-    cls = {"HPS": HPS, "CrossStitch": CrossStitch, "NDDR": NDDR, "MTAN": MTAN}[arch]
-    return cls(backbone, heads, **kw)
+    if arch in ("CrossStitch", "NDDR"):  # independently initialised columns
+        cls = CrossStitch if arch == "CrossStitch" else NDDR
+        return cls(lambda: conv_stages(1, (4, 8)), heads, **kw)
+    cls = {"HPS": HPS, "MTAN": MTAN}[arch]
+    return cls(conv_stages(1, (4, 8)), heads, **kw)
 
 
 def batch(seed: int = 1, n: int = 8):
@@ -157,6 +159,8 @@ def test_parameter_counts_of_columns():
     nddr_layer = T * (T * C * C + 2 * C)  # T 1x1 convs TC -> C and T BatchNorms
     assert count_parameters(list(nddr.parameters())) == T * backbone + heads + nddr_layer
     assert count_parameters(cs.shared_parameters()) == T * (backbone - top) + T * T
+    with pytest.raises(TypeError, match="function that builds"):
+        CrossStitch(3, {"a": LinearHead(8, 2)})
 
 
 # -------------------------------------------------------- cross-stitch
@@ -187,6 +191,43 @@ def test_cross_stitch_misra_init_and_mixing():
     za, _ = cw([xa, xb])
     torch.testing.assert_close(za[:, :2], ya[:, :2])
     torch.testing.assert_close(za[:, 2], 0.9 * xa[:, 2] + 0.5 * xb[:, 2])
+
+
+def test_columns_copied_or_built_per_task():
+    heads = {t: LinearHead(8, 3) for t in TASKS}
+    copied = CrossStitch(conv_stages(1, (4, 8)), heads)
+    built = CrossStitch(lambda: conv_stages(1, (4, 8)), heads)
+    for m, same in ((copied, True), (built, False)):
+        a, b = (list(m.columns[t].parameters()) for t in TASKS[:2])
+        assert all(x is not y for x, y in zip(a, b))  # never the same tensors
+        assert torch.equal(a[0], b[0]) == same
+
+
+def test_copied_columns_stall_the_batchnorm_scale_below_nddr_at_first_step():
+    """Identical columns + BN(diagonal mix) is invariant to the scale of the stage
+    below, so that stage's BatchNorm weight gets no gradient until the columns differ."""
+    from mtlkit.encoders.vision import SmallCNN
+
+    torch.manual_seed(0)
+    model = NDDR(SmallCNN(1, (8, 16, 32)), {t: LinearHead(32, 10) for t in TASKS[:2]})
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(8, 1, 36, 36, generator=g)
+    y = {t: torch.randint(0, 10, (8,), generator=g) for t in TASKS[:2]}
+    gamma = model.columns["a"].stages[1][1].weight  # BN of stage 2, below the last NDDR layer
+    conv = model.columns["a"].stages[1][0].weight
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+
+    def grads():
+        opt.zero_grad()
+        out = model(x)
+        sum(F.cross_entropy(out[t], y[t]) for t in y).backward()
+        return gamma.grad.abs().max().item(), conv.grad.abs().max().item()
+
+    g_gamma, g_conv = grads()
+    assert g_gamma < 1e-5 * g_conv
+    opt.step()
+    g_gamma, g_conv = grads()
+    assert g_gamma > 1e-3 * g_conv
 
 
 def test_column_models_need_two_stages_and_channels():

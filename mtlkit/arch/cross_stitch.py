@@ -18,13 +18,17 @@ Derived in ``notebooks/03_architectures.ipynb``.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 
 from mtlkit.arch.base import MTLModel
 from mtlkit.encoders.vision import as_stages
+
+#: a backbone to copy once per task (a Stages module or a list of stages), or a
+#: function that builds a fresh one per task (independently initialised columns)
+Backbone = nn.Module | Sequence[nn.Module] | Callable[[], nn.Module]
 
 
 def mixing_matrix(num_tasks: int, alpha_self: float, alpha_other: float) -> Tensor:
@@ -49,19 +53,37 @@ class ColumnModel(MTLModel):
     Shared representation: none; ``encode`` returns {task: x~_t^(J-1)}, so
     ``shared_rep = False`` and rep mode needs a reweighting strategy.
     Subclasses implement :meth:`make_unit`.
+
+    Columns: a backbone module is deep-copied, so every column starts from the
+    same weights (right for pretrained backbones, as LibMTL does); a function
+    ``lambda: SmallCNN(1)`` builds each column afresh, as T independently
+    initialised single-task networks.  With copies, the columns stay identical
+    until the heads' gradients differ, so a scale-invariant fusion (NDDR's
+    BatchNorm after a diagonal mix) gives the BatchNorm scale of the stage
+    below it exactly zero gradient at the first step (notebook 03, §4).
     """
 
     shared_rep = False
 
-    def __init__(self, backbone: nn.Module | Sequence[nn.Module], heads: Mapping[str, nn.Module],
+    def __init__(self, backbone: Backbone, heads: Mapping[str, nn.Module],
                  channels: Sequence[int] | None = None) -> None:
         super().__init__(list(heads))
-        stages = as_stages(backbone, channels)
-        if len(stages.stages) < 2:
+        if isinstance(backbone, (nn.Module, Sequence)):
+            stages = as_stages(backbone, channels)
+            columns = {t: copy.deepcopy(stages) for t in self.tasks}
+        elif callable(backbone):
+            columns = {t: as_stages(backbone(), channels) for t in self.tasks}
+        else:
+            raise TypeError("backbone must be a Stages module, a list of stages, or a function "
+                            f"that builds one, got {type(backbone).__name__}")
+        first = columns[self.tasks[0]]
+        if any(c.channels != first.channels for c in columns.values()):
+            raise ValueError("the backbone factory built columns with different channels")
+        if len(first.stages) < 2:
             raise ValueError(f"{type(self).__name__} needs a backbone of >= 2 stages (the units "
                              "sit between stages), got 1")
-        self.channels = list(stages.channels)
-        self.columns = nn.ModuleDict({t: copy.deepcopy(stages) for t in self.tasks})
+        self.channels = list(first.channels)
+        self.columns = nn.ModuleDict(columns)
         self.units = nn.ModuleList(self.make_unit(c) for c in self.channels[:-1])
         self.heads = nn.ModuleDict(dict(heads))
 
@@ -117,7 +139,8 @@ class CrossStitch(ColumnModel):
     ----------
     backbone:
         A :class:`~mtlkit.encoders.vision.Stages` backbone (or a list of stages
-        with ``channels``), copied once per task.
+        with ``channels``), copied once per task, or a function that builds a
+        fresh one per task.
     heads:
         {task: head}; each head reads the output of its column's top stage.
     alpha_self, alpha_other:
@@ -127,7 +150,7 @@ class CrossStitch(ColumnModel):
         One mixing matrix per channel instead of one per unit.
     """
 
-    def __init__(self, backbone: nn.Module | Sequence[nn.Module], heads: Mapping[str, nn.Module],
+    def __init__(self, backbone: Backbone, heads: Mapping[str, nn.Module],
                  channels: Sequence[int] | None = None, alpha_self: float = 1.0,
                  alpha_other: float = 0.0, channelwise: bool = False) -> None:
         self.alpha_self, self.alpha_other, self.channelwise = alpha_self, alpha_other, channelwise

@@ -38,7 +38,10 @@ def resize(x: Tensor, size: Sequence[int]) -> Tensor:
     """Max-pool down (as MTAN's 2x2 pooling) or bilinearly up to ``size``."""
     if tuple(x.shape[-2:]) == tuple(size):
         return x
-    if all(a >= b for a, b in zip(x.shape[-2:], size)):
+    h, w = x.shape[-2:]
+    if h % size[0] == 0 and w % size[1] == 0:
+        return F.max_pool2d(x, (h // size[0], w // size[1]))
+    if h >= size[0] and w >= size[1]:
         return F.adaptive_max_pool2d(x, tuple(size))
     return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
 

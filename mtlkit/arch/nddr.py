@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from mtlkit.arch.cross_stitch import ColumnModel, mixing_matrix
+from mtlkit.arch.cross_stitch import Backbone, ColumnModel, mixing_matrix
 
 
 class NDDRLayer(nn.Module):
@@ -80,7 +80,7 @@ class NDDR(ColumnModel):
         Momentum of the NDDR layers' BatchNorm.
     """
 
-    def __init__(self, backbone: nn.Module | Sequence[nn.Module], heads: Mapping[str, nn.Module],
+    def __init__(self, backbone: Backbone, heads: Mapping[str, nn.Module],
                  channels: Sequence[int] | None = None, alpha: float = 0.9, beta: float = 0.1,
                  bn_momentum: float = 0.1) -> None:
         if alpha < 0 or beta < 0:
