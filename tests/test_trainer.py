@@ -227,3 +227,20 @@ def test_finished_run_resumes_to_the_same_result_and_progress_may_change(tmp_pat
     again = fit(tmp_path, "done", epochs=2, progress=True).fit(resume=True)
     assert again.run_dir == first.run_dir and again.test == first.test
     pd.testing.assert_frame_equal(first.steps, again.steps)
+
+
+def test_dense_heterogeneous_tasks_segmentation_depth_normals(tmp_path):
+    from mtlkit.data.scenes import load_scenes
+
+    data = load_scenes(n_train=12, n_val=6, n_test=6, height=12, width=16, cache=False)
+    torch.manual_seed(0)
+    enc = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU())
+    heads = {"segmentation": nn.Conv2d(8, data.tasks[0].num_classes, 1),
+             "depth": nn.Conv2d(8, 1, 1), "normals": nn.Conv2d(8, 3, 1)}
+    res = Trainer(HPS(enc, heads), weighting.get("MGDA"), data, run_dir=tmp_path / "d",
+                  epochs=2, batch_size=4, progress=False).fit()
+    assert {"miou", "pix_acc"} <= set(res.test["segmentation"])
+    assert {"abs_err", "rel_err"} <= set(res.test["depth"])
+    assert {"mean_angle", "median_angle", "within_11.25"} <= set(res.test["normals"])
+    assert 0 <= res.test["normals"]["mean_angle"] <= 180
+    assert 0 <= res.test["segmentation"]["miou"] <= 1
