@@ -126,3 +126,30 @@ def test_amazon_script_end_to_end(tmp_path, monkeypatch):
     archive.write_bytes(archive.read_bytes() + b"x")
     with pytest.raises(SystemExit, match="recorded on first download"):
         am.main()
+
+
+@pytest.mark.parametrize("path", sorted(SCRIPTS.glob("[a-z]*.py")), ids=lambda p: p.name)
+def test_every_script_imports_offline_and_states_its_checksum_policy(path):
+    mod = _script(path.stem)
+    doc = (mod.__doc__ or "").lower()
+    assert "checksum" in doc and ("recorded" in doc or "published" in doc), path.name
+    assert hasattr(mod, "main") or "prepare(" in path.read_text()
+
+
+def test_every_benchmark_loader_names_an_existing_script():
+    from mtlkit.data import (
+        amazon,
+        celeba,
+        cityscapes,
+        newsgroups,
+        nyuv2,
+        office,
+        pascal_context,
+        xtreme,
+    )
+
+    scripts = [m.SCRIPT for m in (amazon, celeba, cityscapes, newsgroups, nyuv2,
+                                  pascal_context, xtreme)]
+    scripts += [s for s, _, _ in office.DATASETS.values()] + ["fashion_mnist.py"]
+    for s in scripts:
+        assert (SCRIPTS / s).exists(), s
