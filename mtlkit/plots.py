@@ -89,6 +89,8 @@ def accuracy_clusters(records: pd.DataFrame, metric: str = "acc", split: str = "
             x = i - 0.4 + width * (j + 0.5) + rng.uniform(-width / 4, width / 4, v.size)
             ax.scatter(x, v, s=14, color=colours[j], label=m if i == 0 else None,
                        edgecolor="black", linewidth=0.3)
+    for i in range(1, len(tasks)):
+        ax.axvline(i - 0.5, color="0.85", linewidth=0.8, zorder=0)
     ax.set_xticks(range(len(tasks)), tasks, rotation=30 if len(tasks) > 6 else 0)
     ax.set_xlabel("task")
     ax.set_ylabel(f"{split} {metric}")

@@ -85,7 +85,9 @@ class TrainConfig:
     step_size: int = 10  #: StepLR period in epochs
     gamma: float = 0.5  #: StepLR decay factor
     clip_grad: float | None = None  #: max global gradient norm, None = no clipping
-    amp: str | None = None  #: None | bf16 | fp16 (CUDA only; ignored with a warning elsewhere)
+    #: None | bf16 | fp16, CUDA only (ignored with a warning elsewhere); fp16 has no loss
+    #: scaling (the engine owns the backward): steps with non-finite grads are skipped
+    amp: str | None = None
     channels_last: bool = False  #: channels-last memory format (CUDA only)
     query_ratio: float | None = None  #: query fraction; None = 0.1 if needs_query else 0
     mode: str = "auto"  #: gradient mode passed to GradEngine

@@ -226,3 +226,24 @@ def test_delta_t():
     assert metrics.delta_t(3.0, 2.0) == pytest.approx(1.5)
     with pytest.raises(ValueError):
         metrics.delta_t(1.0, 0.0)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.floats(0.1, 10.0), min_size=3, max_size=3),
+       st.lists(st.floats(0.1, 10.0), min_size=3, max_size=3), st.floats(0.1, 100.0),
+       st.floats(0.01, 1.0))
+def test_delta_p_properties(m, b, scale, bump):
+    names = ["acc", "err", "f1"]
+    hib = {"acc": True, "err": False, "f1": True}
+    tasks = {"one": ["acc", "err"], "two": ["f1"]}
+    M, B = dict(zip(names, m)), dict(zip(names, b))
+    dp = metrics.delta_p(M, B, hib, tasks)
+    scaled = metrics.delta_p({k: scale * v for k, v in M.items()},
+                             {k: scale * v for k, v in B.items()}, hib, tasks)
+    assert scaled == pytest.approx(dp, rel=1e-9, abs=1e-9)  # unit-free
+    better_acc = metrics.delta_p({**M, "acc": M["acc"] + bump}, B, hib, tasks)
+    lower_err = metrics.delta_p({**M, "err": M["err"] - bump}, B, hib, tasks)
+    assert better_acc > dp and lower_err > dp  # improving any metric raises Δp
+    # each task counts once, whatever its number of metrics: "two" alone moves Δp by half
+    assert metrics.delta_p({**M, "f1": B["f1"] * 1.1}, B, hib, tasks) == pytest.approx(
+        metrics.delta_p({**M, "f1": B["f1"]}, B, hib, tasks) + 100 * 0.1 / 2)
