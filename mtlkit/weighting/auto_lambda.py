@@ -51,8 +51,8 @@ class AutoLambda(Hypergradient):
         ``"clamp"`` (w >= 0, default), ``"simplex"`` or ``"none"``.
     init:
         w0.
-    fw_iters:
-        Frank-Wolfe iteration cap (only with ``reduce="minnorm"``).
+    fw_iters, solver:
+        Min-norm solver settings (only with ``reduce="minnorm"``; see MetaWeighting).
     """
 
     name = "AutoLambda"
@@ -60,5 +60,5 @@ class AutoLambda(Hypergradient):
 
     def __init__(self, alpha: float = 0.1, reduce: str = "sum", inner: str = "sgd",
                  eta: float | None = None, constraint: str = "clamp",
-                 init: float = 1.0, fw_iters: int = 250) -> None:
-        super().__init__(alpha, reduce, inner, eta, constraint, init, fw_iters)
+                 init: float = 1.0, fw_iters: int = 250, solver: str = "auto") -> None:
+        super().__init__(alpha, reduce, inner, eta, constraint, init, fw_iters, solver)
