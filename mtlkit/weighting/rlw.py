@@ -168,7 +168,11 @@ class RLW(Weighting):
 
     def combine(self, losses: Tensor, grads: Tensor | None = None):
         t = self._check(losses, grads)
-        w = self.sample(t)[0].to(device=losses.device, dtype=losses.dtype)
+        w = self.sample(t)[0].to(losses.dtype)  # drawn on the CPU: same stream on every device
+        if losses.device.type == "cuda":  # pinned + non_blocking: no host-device sync per step
+            w = w.pin_memory().to(losses.device, non_blocking=True)
+        else:
+            w = w.to(losses.device)
         return weighted_direction(w, grads), w
 
     def state_dict(self) -> dict[str, Any]:
