@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from mtlkit.data.base import MTLData, TaskSpec
-from mtlkit.data.common import MultiTargetDataset, cached, hash_key
+from mtlkit.data.common import MultiTargetDataset, cached, check_tasks, hash_key
 
 CLASSES = ["floor", "wall", "ceiling", "painting", "sphere", "box", "cylinder"]
 _BASE = np.array([[0.55, 0.42, 0.30], [0.80, 0.78, 0.72], [0.92, 0.92, 0.95],
@@ -191,8 +191,6 @@ def load_scenes(*, n_train: int = 795, n_val: int = 80, n_test: int = 654, heigh
                 cache: bool = True) -> MTLData:
     """The synthetic scene set (see the module docstring).  Heterogeneous: ``train[i]`` is
     ``(image, {"segmentation": (H,W) long, "depth": (1,H,W), "normals": (3,H,W)})``."""
-    from mtlkit.data.common import check_tasks
-
     names = check_tasks(tasks, ["segmentation", "depth", "normals"], "scenes")
     for k, v in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test),
                  ("height", height), ("width", width)):

@@ -10,15 +10,16 @@ dropped), neutral tweets are dropped, and positive = 1, negative = 0.
 =============  ======================================================  ===========
 domain         rule                                                    neg / pos*
 =============  ======================================================  ===========
-airline        ``@(?:united|jetblue|americanair|usairways|...)``         9176 / 2363
-deflategate    ``deflategate|brady|patriots|\\bpats\\b``                 4975 / 1221
+airline        ``@(?:united|jetblue|americanair|usairways|...)``         9179 / 2363
+deflategate    ``deflategate|brady|patriots|\\bpats\\b``                 4974 / 1221
 self_driving   ``driverless|self.?driving|autonomous``                   96 / 409
 apple          ``\\bapple\\b|iphone|\\bipad|\\bmac\\b|aapl|tim cook``      1219 / 422
 coachella      ``coachella``                                            552 / 2278
 claritin       ``claritin``                                              87 / 190
 =============  ======================================================  ===========
 
-(* before removing duplicate tweets within a domain.)  Splits: stratified 70/15/15.
+(* measured here, before removing duplicate tweets within a domain; DATA.md reports
+9176 and 4975 negatives for the first two.)  Splits: stratified 70/15/15.
 Homogeneous.  Differences from Amazon: tweets instead of product reviews, 6 domains
 instead of 14, strongly unequal task sizes (277 to 11.5k) and class imbalance.
 """

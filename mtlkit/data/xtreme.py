@@ -48,15 +48,14 @@ class RawTextDataset(Dataset):
 
     def __init__(self, items: list, labels: list) -> None:
         self.items, self.labels = items, labels
+        #: class ids of a sentence-pair task (None for tagging, whose labels are sequences)
         self.y = torch.tensor(labels) if labels and isinstance(labels[0], int) else None
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, i: int):
-        lab = self.labels[i]
-        return self.items[i], (torch.tensor(lab) if isinstance(lab, list) else
-                               torch.tensor(lab))
+        return self.items[i], torch.tensor(self.labels[i])
 
 
 def collate_raw(batch: list) -> tuple[list, torch.Tensor]:
