@@ -651,13 +651,22 @@ def _atomic_save(obj: Any, path: Path) -> None:
 
 
 def _fresh_dir(path: Path) -> Path:
-    """``path`` if it does not exist or is empty, else ``path-1``, ``path-2``, ..."""
-    cand, i = path, 0
-    while cand.exists() and any(cand.iterdir()):
+    """``path`` if it does not exist or is empty, else ``path-1``, ``path-2``, ...
+
+    The directory is claimed by creating ``.run`` exclusively (``O_EXCL``), so two
+    processes starting at once never share a directory."""
+    i = 0
+    while True:
+        cand = path if i == 0 else path.with_name(f"{path.name}-{i}")
         i += 1
-        cand = path.with_name(f"{path.name}-{i}")
-    cand.mkdir(parents=True, exist_ok=True)
-    return cand
+        if cand.exists() and any(cand.iterdir()):
+            continue
+        cand.mkdir(parents=True, exist_ok=True)
+        try:
+            os.close(os.open(cand / ".run", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            continue
+        return cand
 
 
 def _progress(total: int, initial: int, enabled: bool, desc: str):

@@ -13,6 +13,7 @@ from mtlkit import weighting
 from mtlkit.arch.hps import HPS
 from mtlkit.data.base import MTLData, TaskSpec
 from mtlkit.trainer import Interrupted, Stream, TrainConfig, Trainer, split_support_query
+from mtlkit.trainer import _fresh_dir as fresh_dir
 
 
 def homogeneous(n=(48, 32), seed=0, test_noise=False) -> MTLData:
@@ -104,6 +105,9 @@ def test_same_seed_same_run_and_no_overwrite(tmp_path):
     r1 = fit(tmp_path, "same", method="RLW", dropout=0.2).fit()
     r2 = fit(tmp_path, "same", method="RLW", dropout=0.2).fit()
     assert r2.run_dir.name == "same-1" and r1.run_dir.name == "same"
+    (tmp_path / "same-2").mkdir()
+    (tmp_path / "same-2" / "notes.txt").write_text("someone else's")
+    assert fresh_dir(tmp_path / "same").name == "same-3"
     pd.testing.assert_frame_equal(r1.steps, r2.steps)
     r3 = fit(tmp_path, "other", method="RLW", dropout=0.2, seed=1).fit()
     assert not r1.steps["loss/a"].equals(r3.steps["loss/a"])  # other batches
