@@ -25,7 +25,7 @@ from mtlkit.data.common import (
     verify_manifest,
     write_manifest,
 )
-from mtlkit.data.text import TextDataset, Vocab, encode_texts, read_tsv, write_tsv
+from mtlkit.data.text import PIPELINE_VERSION, TextDataset, Vocab, encode_texts, read_tsv, write_tsv
 
 NAME = "newsgroups"
 SCRIPT = "newsgroups.py"
@@ -61,8 +61,8 @@ def load_newsgroups(tasks: list[str] | None = None, *, root: str | Path | None =
     doc = verify_manifest(base, NAME, SCRIPT, verify)
     present = [t for t in TASKS if f"train/{t}.tsv" in doc["files"]]
     names = check_tasks(tasks, present, NAME)
-    key = hash_key(1, {t: doc["files"][f"train/{t}.tsv"]["sha256"] for t in names}, seed,
-                   val_fraction, max_len, min_freq, max_vocab)
+    shas = {t: doc["files"][f"train/{t}.tsv"]["sha256"] for t in names}
+    key = hash_key(PIPELINE_VERSION, shas, seed, val_fraction, max_len, min_freq, max_vocab)
 
     def build() -> dict:
         raw = {}

@@ -29,7 +29,7 @@ from mtlkit.data.common import (
 )
 from mtlkit.encoders.text import Vocab, embedding_matrix, load_glove
 
-PIPELINE_VERSION = 2
+PIPELINE_VERSION = 3  # bump whenever tokenising, vocabulary building or splitting changes
 _URL = re.compile(r"https?://\S+|www\.\S+")
 
 
