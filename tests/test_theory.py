@@ -236,3 +236,28 @@ def test_hypergradient_descent_beta_zero_is_gd():
     assert np.all(tr.eta == 0.1)
     with pytest.raises(ValueError, match="beta"):
         hg.hypergradient_descent(f, grad, np.ones(2), 0.1, -1.0, 5)
+
+
+def test_draw_weights_rlw_matches_combine():
+    from mtlkit.weighting import get
+
+    W = sim.draw_weights(get("RLW", dist="dirichlet", seed=3), 3, 4)
+    strat = get("RLW", dist="dirichlet", seed=3)
+    import torch
+
+    rows = np.stack([strat.combine(torch.ones(3, dtype=torch.float64))[1].numpy()
+                     for _ in range(4)])
+    np.testing.assert_allclose(W, rows)
+    np.testing.assert_allclose(W.sum(1), 1.0)
+
+
+def test_theorem2_constants_and_bounded_noise():
+    rho, beta = B.rlw_thm2_constants(0.1, 1.0, 1.0, 0.01)
+    assert rho == pytest.approx(0.19) and beta == pytest.approx(0.01 * 1e-4 * 1.21)
+    assert B.rlw_thm2_constants(0.1, 1.0, 1.0, 0.01, corrected=True)[1] == pytest.approx(1.21e-4)
+    assert B.rlw_thm2_radius(0.1, 1.0, 1.0, 0.01, 0.1) == pytest.approx(2 * beta / (rho * 0.1))
+    with pytest.raises(ValueError, match="rho"):
+        B.rlw_thm2_constants(3.0, 1.0, 1.0, 0.01)
+    prob = sim.BoundedNoiseQuadratic(c=1.0, r=0.04, d=3)
+    g = prob.stoch_grads(np.zeros((5, 3)), np.random.default_rng(0))
+    np.testing.assert_allclose((g ** 2).sum(axis=(1, 2)), 0.04)

@@ -133,12 +133,27 @@ def rlw_thm3_loss_bound(k, alpha: float, c: float, kappa: float, e0: float, L: f
     return max(alpha * alpha * L * kappa / (2 * alpha * c - 1), L * e0) / k
 
 
-def rlw_thm2_radius(eta: float, c: float, M: float, r: float, delta: float) -> float:
-    """Theorem 2: ||phi_K - theta*||^2 <= 2 beta / (rho delta), rho = 2 eta c - eta^2 M^2,
-    beta = eta^2 r^2 (1 + eta M)^2 (as written; the proof's ||xi||^2 <= r gives r, not r^2)."""
-    _check_prob(delta)
+def rlw_thm2_constants(eta: float, c: float, M: float, r: float,
+                       corrected: bool = False) -> tuple[float, float]:
+    """Theorem 2's (rho, beta): rho = 2 eta c - eta^2 M^2 and beta = eta^2 r^2 (1 + eta M)^2
+    as written, or eta^2 r (1 + eta M)^2 (``corrected``: the proof's ||xi||^2 <= r gives
+    E||eta xi||^2 <= eta^2 r, not eta^2 r^2)."""
     rho = 2 * eta * c - eta * eta * M * M
     if rho <= 0:
         raise ValueError(f"Theorem 2 needs eta < 2c/M^2 so that rho > 0; got rho={rho:.3g}")
-    beta = eta * eta * r * r * (1 + eta * M) ** 2
+    return rho, eta * eta * (r if corrected else r * r) * (1 + eta * M) ** 2
+
+
+def rlw_thm2_iterations(eta: float, c: float, M: float, r: float, e0: float,
+                        corrected: bool = False) -> float:
+    """Theorem 2's K = (1/rho) log(rho e0 / beta)."""
+    rho, beta = rlw_thm2_constants(eta, c, M, r, corrected)
+    return log(rho * e0 / beta) / rho
+
+
+def rlw_thm2_radius(eta: float, c: float, M: float, r: float, delta: float,
+                    corrected: bool = False) -> float:
+    """Theorem 2: ||phi_K - theta*||^2 <= 2 beta / (rho delta) with probability 1 - delta."""
+    _check_prob(delta)
+    rho, beta = rlw_thm2_constants(eta, c, M, r, corrected)
     return 2 * beta / (rho * delta)

@@ -48,13 +48,16 @@ def bank_sampler(bank: np.ndarray) -> Sampler:
 
 
 def draw_weights(strategy, T: int, n: int, seed: int = 0) -> np.ndarray:
-    """n weight vectors from a registry strategy (``strategy.combine(losses)[1]``), as an
-    n x T array; the losses passed are ones (RLW's weights do not depend on them)."""
+    """n weight vectors from a registry strategy, as an n x T array: its vectorised
+    ``sample(T, n)`` when it has one (RLW), else n calls of ``combine(ones)[1]`` (the losses
+    passed are ones; RLW's weights do not depend on them).  The strategy is ``reset()`` first."""
     import torch
 
     torch.manual_seed(seed)
-    ones = torch.ones(T, dtype=torch.float64)
     strategy.reset()
+    if hasattr(strategy, "sample"):
+        return strategy.sample(T, n).detach().cpu().double().numpy()
+    ones = torch.ones(T, dtype=torch.float64)
     out = np.empty((n, T))
     for i in range(n):
         out[i] = strategy.combine(ones)[1].detach().cpu().double().numpy()
@@ -135,6 +138,27 @@ class TightQuadratic:
 
 
 @dataclass
+class BoundedNoiseQuadratic:
+    """One task, l(theta) = c/2 ||theta||^2, with noise xi = sqrt(r) * (+-1) per coordinate
+    scaled so that ||xi||^2 = r exactly (Theorem 2's ||xi_k||^2 <= r, attained)."""
+
+    c: float = 1.0
+    r: float = 0.01
+    d: int = 1
+
+    @property
+    def T(self) -> int:
+        return 1
+
+    def stoch_grads(self, theta: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        sign = rng.integers(0, 2, size=theta.shape) * 2.0 - 1.0
+        return (self.c * theta + np.sqrt(self.r / theta.shape[1]) * sign)[:, None, :]
+
+    def dist_to_minimisers(self, theta: np.ndarray) -> np.ndarray:
+        return np.linalg.norm(theta, axis=1, keepdims=True)
+
+
+@dataclass
 class SharpFlatLandscape:
     """F(theta) = -A_s exp(-(theta-m_s)^2/(2 w_s^2)) - A_f exp(-(theta-m_f)^2/(2 w_f^2))
     + gamma theta^2/2, split into tasks l_t = F + b_t theta with mini-batch noise s."""
@@ -170,6 +194,10 @@ class SharpFlatLandscape:
         """(R, T, 1): F'(theta) + b_t + s * N(0, 1), independent mini-batch noise per task."""
         g = self.dF(theta)[:, None, :] + self.b[None, :, None]
         return g + self.noise * rng.standard_normal(g.shape)
+
+    def dist_to_minimisers(self, theta: np.ndarray) -> np.ndarray:
+        """(R, T) distances to the sharp minimum's centre (recorded, not used by a bound)."""
+        return np.repeat(np.abs(theta[:, :1] - self.sharp[0]), self.T, axis=1)
 
     def barrier(self) -> float:
         """The local maximum of F between the two minima (the basin boundary)."""
