@@ -34,7 +34,8 @@ from torch import Tensor
 LOWER = 5e-6
 #: starting points of the CAGrad paper's toy figure
 STARTS_CAGRAD: tuple[tuple[float, float], ...] = ((-8.5, 7.5), (-8.5, -5.0), (9.0, 9.0))
-#: starting points of the Nash-MTL paper's toy figure
+#: starting points of the Nash-MTL paper's toy figure.  Note: at x2 = 0 exactly, the
+#: clamps' kinks make autograd's gradient zero, so (0, 0) is stationary for every method.
 STARTS_NASH: tuple[tuple[float, float], ...] = (
     (-8.5, 7.5), (0.0, 0.0), (9.0, 9.0), (-7.5, -0.5), (9.0, -1.0))
 
