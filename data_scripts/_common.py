@@ -25,6 +25,10 @@ if str(REPO) not in sys.path:  # run from a checkout without installing
     sys.path.insert(0, str(REPO))
 
 
+class DownloadFailed(SystemExit):
+    """A download did not complete; the message says how to continue by hand."""
+
+
 def sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -78,8 +82,14 @@ def fetch(url: str, name: str, args: argparse.Namespace, known: str | None = Non
         print(f"downloading {url}")
         tmp = dest.with_suffix(dest.suffix + ".part")
         req = urllib.request.Request(url, headers={"User-Agent": "mtlkit-data-scripts"})
-        with urllib.request.urlopen(req) as r, open(tmp, "wb") as f:
-            shutil.copyfileobj(r, f, 1 << 20)
+        try:
+            with urllib.request.urlopen(req, timeout=60) as r, open(tmp, "wb") as f:
+                shutil.copyfileobj(r, f, 1 << 20)
+        except OSError as err:  # URLError, timeouts, refused connections
+            tmp.unlink(missing_ok=True)
+            raise DownloadFailed(
+                f"could not download {url} ({err}). Check the connection, or download "
+                f"the file by hand and pass --archive /path/to/{name}") from None
         tmp.replace(dest)
     check_or_record(dest, args.out, name, known)
     return dest

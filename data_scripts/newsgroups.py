@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from _common import extract, fetch, parser
+from _common import DownloadFailed, extract, fetch, parser
 
 from mtlkit.data.newsgroups import TASKS, write_newsgroups
 
@@ -43,7 +43,7 @@ def main() -> None:
     args = parser(__doc__).parse_args()
     try:
         archive = fetch(URL, FILE, args, SHA256)
-    except OSError:
+    except DownloadFailed:
         archive = fetch(MIRROR, FILE, args, SHA256)
     raw = extract(archive, (args.raw or args.out / "raw") / "20news")
     splits = {s: collect(raw / f"20news-bydate-{s}") for s in ("train", "test")}

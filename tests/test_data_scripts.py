@@ -153,3 +153,16 @@ def test_every_benchmark_loader_names_an_existing_script():
     scripts += [s for s, _, _ in office.DATASETS.values()] + ["fashion_mnist.py"]
     for s in scripts:
         assert (SCRIPTS / s).exists(), s
+
+
+def test_failed_download_says_how_to_continue(tmp_path, monkeypatch):
+    c = _script("_common")
+
+    def offline(*a, **k):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(c.urllib.request, "urlopen", offline)
+    args = c.parser("x").parse_args(["--out", str(tmp_path)])
+    with pytest.raises(c.DownloadFailed, match="--archive"):
+        c.fetch("https://example.invalid/f.tgz", "f.tgz", args)
+    assert not list((tmp_path / "raw").glob("f.tgz*"))  # no partial file left behind
