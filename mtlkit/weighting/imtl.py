@@ -49,8 +49,11 @@ class IMTL(Weighting):
     IMTL-L (§3.1, Eq. 3): each loss is scaled as e^{s_t} L_t - s_t with a
     learnable s_t; its minimiser over s_t is e^{s_t} L_t = 1.  We update
     s_t <- s_t - lr (e^{s_t} L_t - 1) inside :meth:`combine` (the paper trains s
-    with the network's optimiser).  IMTL-G (§3.2, Eq. 9): d = G^T alpha with
-    alpha from :func:`imtl_g_weights`.  The hybrid (§3.3) applies IMTL-G to the
+    with the network's optimiser).  IMTL-L assumes positive losses: for
+    L_t <= 0 the scale objective is unbounded below and s_t diverges (notebook
+    22 shows it).  IMTL-G (§3.2, Eq. 9): d = G^T alpha with
+    alpha from :func:`imtl_g_weights` (alpha may be negative: for T >= 3, -d can
+    then increase every task, see notebook 22).  The hybrid (§3.3) applies IMTL-G to the
     gradients of the scaled losses e^{s_t} g_t, so the weights on the raw
     gradients are w_t = alpha_t e^{s_t}.
 
