@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mtlkit.grads import StepResult, _accumulate, _write_grads
+from mtlkit.grads import StepResult
 
 
 def row_parameters(model: Any) -> list:
@@ -75,7 +75,7 @@ def _layout(engine: Any) -> _Layout:
     return lay
 
 
-def _fill(buf: Tensor, losses: Tensor, lay: _Layout, tasks: tuple[str, ...],
+def _fill(buf: Tensor, losses: list[Tensor], lay: _Layout, tasks: tuple[str, ...],
           retain_last: bool) -> None:
     """buf[i] = grad L_i w.r.t. the shared parameters and task i's own parameters."""
     n = len(tasks)
@@ -96,9 +96,12 @@ def _fill(buf: Tensor, losses: Tensor, lay: _Layout, tasks: tuple[str, ...],
 
 
 def _task_losses(engine: Any, inputs: Any, targets: Mapping, criteria: Mapping
-                 ) -> tuple[Tensor, dict[str, Tensor]]:
+                 ) -> tuple[list[Tensor], dict[str, Tensor]]:
+    """The T losses as a *list*: back-propagating losses[i] of a stacked tensor
+    would send zeros through every other task's graph (StackBackward), T times
+    the work when each task has its own batch."""
     outs, _, _ = engine.forward(inputs, detach=False)
-    return engine.task_losses(outs, targets, criteria, engine.model.tasks), outs
+    return [criteria[t](outs[t], targets[t]) for t in engine.model.tasks], outs
 
 
 def step(engine: Any, inputs: Any, targets: Mapping[str, Tensor], criteria: Mapping,
@@ -117,23 +120,25 @@ def step(engine: Any, inputs: Any, targets: Mapping[str, Tensor], criteria: Mapp
         q_losses, _ = _task_losses(engine, q_inputs, q_targets, criteria)
         gq = lay.buffer("query", len(tasks), lay.shared[0])
         _fill(gq, q_losses, lay, tasks, retain_last=False)
-    d, w = strat.combine(losses.detach(), gs, query_losses=q_losses.detach(), query_grads=gq)
-    ns = lay.offsets[tasks[0]] if tasks else d.numel()
-    _write_grads(lay.shared, d[:ns])
-    for t in tasks:
-        o, own = lay.offsets[t], lay.own[t]
-        n = sum(p.numel() for p in own)
-        _accumulate(own, tuple(_split(d[o:o + n], own)))
+    losses, q_losses = torch.stack(losses).detach(), torch.stack(q_losses).detach()
+    d, w = strat.combine(losses, gs, query_losses=q_losses, query_grads=gq)
+    _set_grads(lay.shared + [p for t in tasks for p in lay.own[t]], d)
     if aux is not None:
         aux.backward()
-    return StepResult(losses.detach(), w.detach(), {t: o.detach() for t, o in outs.items()},
-                      query_losses=q_losses.detach())
+    return StepResult(losses, w.detach(), {t: o.detach() for t, o in outs.items()},
+                      query_losses=q_losses)
 
 
-def _split(flat: Tensor, params: list) -> list[Tensor]:
-    """A flat vector cut into tensors shaped like ``params``."""
-    out, i = [], 0
+def _set_grads(params: list, direction: Tensor) -> None:
+    """theta.grad (+)= its slice of the flat direction.  ``direction`` is a fresh
+    tensor owned by this step, so a parameter without a gradient gets a view of
+    it (no copy)."""
+    i = 0
     for p in params:
-        out.append(flat[i:i + p.numel()].view_as(p))
-        i += p.numel()
-    return out
+        n = p.numel()
+        g = direction[i:i + n].view_as(p)
+        if p.grad is None:
+            p.grad = g
+        else:
+            p.grad.add_(g)
+        i += n

@@ -156,18 +156,24 @@ def test_frank_wolfe_matches_qp_and_kkt(seed, t):
     lam = min_norm_weights(d).numpy()
     assert abs(lam.sum() - 1) < 1e-10 and lam.min() >= 0
     assert lam @ b @ lam <= obj_ref + 1e-4 * scale
-    # run to convergence: lambda* itself and the KKT conditions
+    # Frank-Wolfe run long: optimal objective, near lambda*, KKT up to its duality gap
     lam = min_norm_weights(d, iters=5000, tol=1e-15).numpy()
     obj = lam @ b @ lam
+    assert obj <= obj_ref + 1e-7 * scale
     grad = b @ lam  # KKT: (B lam)_i = lam^T B lam on the support, >= it off the support
-    on = lam > 1e-7
-    assert np.all(np.abs(grad[on] - obj) <= 1e-7 * scale)
-    assert np.all(grad[~on] >= obj - 1e-7 * scale)
+    assert np.all(grad >= obj - 1e-6 * scale)  # min_i (B lam)_i = obj - FW gap
+    big = lam > 1e-2
+    assert np.all(np.abs(grad[big] - obj) <= 1e-3 * scale)
     if np.linalg.matrix_rank(b) == t:  # strictly convex: the minimiser is unique
-        assert np.allclose(lam, ref, atol=1e-4)
-    # the default solver of the strategy ("auto": exact support enumeration for T <= 8)
+        assert np.allclose(lam, ref, atol=2e-3)
+    # the strategy's default solver ("auto": exact support enumeration for T <= 8): exact KKT
     lam = min_norm_weights(d, solver="auto").numpy()
-    assert lam @ b @ lam <= obj_ref + 1e-9 * scale
+    obj = lam @ b @ lam
+    grad = b @ lam
+    on = lam > 1e-9
+    assert obj <= obj_ref + 1e-9 * scale
+    assert np.all(np.abs(grad[on] - obj) <= 1e-8 * scale)
+    assert np.all(grad[~on] >= obj - 1e-8 * scale)
 
 
 def test_min_norm_is_scale_invariant():
