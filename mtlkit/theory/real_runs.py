@@ -100,8 +100,9 @@ def gradient_noise(model: HPS, train: Mapping[str, tuple[Tensor, Tensor]], batch
                    n_batches: int,
                    weights: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(G_mb, g_full): per-task mini-batch gradients of the shared parameters for
-    ``n_batches`` draws (n_batches, T, P), and mu^T of the full-data per-task gradients
-    (mu = ``weights``, shape (T,)), for :func:`~mtlkit.theory.sgd_sim.noise_intensity`."""
+    ``n_batches`` draws (n_batches, T, P), and ``weights @`` the (T, P) full-data per-task
+    gradients (``weights`` = mu of shape (T,), or the T x T identity for the per-task rows),
+    for :func:`~mtlkit.theory.sgd_sim.noise_intensity`."""
     data = train
     tasks = list(model.tasks)
     params = model.shared_parameters()
