@@ -261,3 +261,31 @@ def test_theorem2_constants_and_bounded_noise():
     prob = sim.BoundedNoiseQuadratic(c=1.0, r=0.04, d=3)
     g = prob.stoch_grads(np.zeros((5, 3)), np.random.default_rng(0))
     np.testing.assert_allclose((g ** 2).sum(axis=(1, 2)), 0.04)
+
+
+# ------------------------------------------------------------------ real runs
+def test_real_run_helpers_on_synthetic_tensors():
+    import torch
+
+    from mtlkit.theory import real_runs as rr
+    from mtlkit.weighting import get
+
+    g = torch.Generator().manual_seed(0)
+    E = torch.randn(10, 4, generator=g)
+    x = torch.tensor([[1, 2, 0], [3, 0, 0]])
+    feats, _ = rr.mean_embedding_features(list(zip(x, torch.tensor([0, 1]))), E)
+    torch.testing.assert_close(feats[0], (E[1] + E[2]) / 2)
+    torch.testing.assert_close(feats[1], E[3])
+    data = {t: (torch.randn(40, 4, generator=g), torch.randint(0, 2, (40,), generator=g))
+            for t in ("a", "b")}
+    model = rr.mlp_hps(4, ["a", "b"], {"a": 2, "b": 2}, hidden=8)
+    df = rr.track_loss_gaps(model, get("EW"), {"train": data, "test": data}, epochs=2, batch=8,
+                            train_split="train")
+    assert len(df) == 3 * 2 * 2 and df["err"].between(0, 1).all()
+    G, full = rr.gradient_noise(model, data, batch=8, n_batches=3, weights=np.eye(2))
+    params = model.shared_parameters()
+    for i, t in enumerate(("a", "b")):  # independent check of the full per-task gradient
+        loss = torch.nn.functional.cross_entropy(model(data[t][0], [t])[t], data[t][1])
+        ref = torch.cat([gr.reshape(-1) for gr in torch.autograd.grad(loss, params)])
+        np.testing.assert_allclose(full[i], ref.double().numpy(), rtol=1e-5, atol=1e-7)
+    assert G.shape == (3, 2, full.shape[1])

@@ -35,7 +35,10 @@ def _check_noise(p: float) -> None:
 
 @dataclass
 class ThresholdTask:
-    """x ~ U[0,1], y = 1[x > a] xor Bernoulli(noise); hypotheses 1[x > theta]."""
+    """x ~ U[0,1], y = 1[x > a] xor Bernoulli(noise); hypotheses 1[x > theta].
+
+    A task with an exact uniform gap for ``metaweighting.txt`` Theorem 2 (Eq. 14);
+    ``notebooks/40_generalization_bounds.ipynb``."""
 
     a: float = 0.5
     noise: float = 0.1
@@ -100,7 +103,10 @@ def mean_abs_projection(d: int) -> float:
 
 @dataclass
 class LinearTask:
-    """x uniform on S^{d-1}, y = sign(<u, x>) flipped w.p. noise; loss (1 - y<w,x>)/2."""
+    """x uniform on S^{d-1}, y = sign(<u, x>) flipped w.p. noise; loss (1 - y<w,x>)/2.
+
+    The norm-bounded linear class with a [0,1] loss for ``metaweighting.txt`` Theorem 2
+    (Eqs. 14-15); ``notebooks/40_generalization_bounds.ipynb``."""
 
     u: np.ndarray
     noise: float = 0.1

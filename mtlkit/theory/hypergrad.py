@@ -38,7 +38,8 @@ def lr_hypergradient_fd(f: Callable[[np.ndarray], float], grad: Grad, theta_prev
 
 @dataclass
 class HDTrace:
-    """Per-iteration objective values and learning rates."""
+    """Per-iteration objective values and learning rates of hypergradient descent
+    (``metaweighting.txt`` §3.1, Eqs. 1 and 3)."""
 
     f: np.ndarray
     eta: np.ndarray

@@ -101,7 +101,8 @@ def _check_linear(X: np.ndarray, y: np.ndarray, B: float) -> None:
 # ------------------------------------------------------------------ estimators
 @dataclass
 class MCEstimate:
-    """A Monte Carlo mean with its standard error and the number of draws."""
+    """A Monte Carlo mean with its standard error and the number of draws (the estimate of
+    Eq. 15 of ``metaweighting.txt``; ``notebooks/40_generalization_bounds.ipynb``)."""
 
     mean: float
     stderr: float

@@ -67,7 +67,10 @@ def draw_weights(strategy, T: int, n: int, seed: int = 0) -> np.ndarray:
 # ----------------------------------------------------------------- problems
 @dataclass
 class QuadraticTasks:
-    """l_t(theta) = c_t/2 ||theta - a_t||^2; stochastic grad c_t(theta - a_t) + s_t N(0, I)."""
+    """l_t(theta) = c_t/2 ||theta - a_t||^2; stochastic grad c_t(theta - a_t) + s_t N(0, I).
+
+    The strongly convex tasks of ``rlw.md`` Theorems 1 and 3 (§4, App. B.1, B.4); used in
+    ``notebooks/42_rlw_convergence.ipynb``."""
 
     c: np.ndarray  # (T,) strong-convexity (and smoothness) constants
     a: np.ndarray  # (T, d) per-task minimisers
@@ -108,7 +111,10 @@ class QuadraticTasks:
 
 @dataclass
 class TightQuadratic:
-    """One task, l(theta) = c/2 theta^2 in 1-D, with E g^2 = kappa exactly (see module doc)."""
+    """One task, l(theta) = c/2 theta^2 in 1-D, with E g^2 = kappa exactly (see module doc).
+
+    Makes Eq. 6 of ``rlw.md`` App. B.1 an equality; the counterexamples to Theorem 1's
+    iteration count and Theorem 3's loss bound in ``notebooks/42_rlw_convergence.ipynb``."""
 
     c: float = 1.0
     kappa: float = 1.0
@@ -140,7 +146,8 @@ class TightQuadratic:
 @dataclass
 class BoundedNoiseQuadratic:
     """One task, l(theta) = c/2 ||theta||^2, with noise xi = sqrt(r) * (+-1) per coordinate
-    scaled so that ||xi||^2 = r exactly (Theorem 2's ||xi_k||^2 <= r, attained)."""
+    scaled so that ||xi||^2 = r exactly (``rlw.md`` Theorem 2's ||xi_k||^2 <= r, attained);
+    the r-vs-r^2 counterexample of ``notebooks/43_rlw_noise_and_flat_minima.ipynb``."""
 
     c: float = 1.0
     r: float = 0.01
@@ -161,7 +168,10 @@ class BoundedNoiseQuadratic:
 @dataclass
 class SharpFlatLandscape:
     """F(theta) = -A_s exp(-(theta-m_s)^2/(2 w_s^2)) - A_f exp(-(theta-m_f)^2/(2 w_f^2))
-    + gamma theta^2/2, split into tasks l_t = F + b_t theta with mini-batch noise s."""
+    + gamma theta^2/2, split into tasks l_t = F + b_t theta with mini-batch noise s.
+
+    The sharp/flat landscape for ``rlw.md`` §4 (after Theorem 2) and App. B.3, used in
+    ``notebooks/43_rlw_noise_and_flat_minima.ipynb``."""
 
     b: np.ndarray = field(default_factory=lambda: np.array([1.0, -1.0]))
     sharp: tuple[float, float, float] = (-1.0, 0.08, 1.0)  # centre, width, depth
@@ -221,7 +231,8 @@ class SharpFlatLandscape:
 # ---------------------------------------------------------------------- SGD
 @dataclass
 class SGDTrace:
-    """Mean squared distance to theta* per iteration over R runs, with its standard error."""
+    """Mean squared distance to theta* per iteration over R runs, with its standard error
+    (the left side of ``rlw.md`` Eq. 4, estimated by Monte Carlo)."""
 
     msd: np.ndarray  # (K+1,) E||theta_k - theta*||^2 (Monte Carlo over runs)
     stderr: np.ndarray  # (K+1,)
