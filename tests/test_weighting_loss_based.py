@@ -121,6 +121,20 @@ def test_gradnorm_update_equals_autograd_on_its_loss():
         assert math.isclose(float(gn.w.sum()), 3.0, rel_tol=1e-12)
 
 
+def test_gradnorm_last_numel_uses_only_the_last_columns_for_norms():
+    gen = torch.Generator().manual_seed(4)
+    A, B = torch.randn(3, 5, generator=gen), torch.randn(3, 2, generator=gen)
+    full = W.get("GradNorm", lr=0.1, optimizer="sgd", last_numel=2)
+    only_b = W.get("GradNorm", lr=0.1, optimizer="sgd")
+    for L in (torch.tensor([1.0, 2.0, 3.0]), torch.tensor([0.5, 1.9, 2.0])):
+        d, w = full.combine(L, torch.cat([A, B], 1))
+        _, w_b = only_b.combine(L, B)
+        assert torch.allclose(w, w_b) and torch.allclose(d, torch.cat([A, B], 1).T @ w)
+    assert torch.allclose(full.w, only_b.w) and not torch.allclose(full.w, torch.ones(3))
+    with pytest.raises(ValueError, match="only 7 columns"):
+        W.get("GradNorm", last_numel=8).combine(torch.ones(3), torch.cat([A, B], 1))
+
+
 def test_gradnorm_needs_grads():
     with pytest.raises(ValueError, match="needs per-task gradients"):
         W.get("GradNorm").combine(torch.ones(2), None)
@@ -237,18 +251,20 @@ LOSS_VALUES = st.one_of(st.just(0.0), st.just(1e-30), st.just(1e30),
 
 def _run(name, seq, grads):
     s = W.get(name, seed=0) if name == "RLW" else W.get(name)
-    return [s.combine(torch.tensor(L), grads) for L in seq]
+    return [s.combine(torch.tensor(L, dtype=grads.dtype), grads) for L in seq]
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(name=st.sampled_from(OURS), t=st.integers(2, 4), data=st.data(),
-       gkind=st.sampled_from(["random", "zero", "huge", "parallel", "opposite"]))
-def test_finite_and_deterministic(name, t, data, gkind):
+       gkind=st.sampled_from(["random", "zero", "huge", "parallel", "opposite"]),
+       dtype=st.sampled_from([torch.float32, torch.float64]))
+def test_finite_and_deterministic(name, t, data, gkind, dtype):
     seq = [data.draw(st.lists(LOSS_VALUES, min_size=t, max_size=t)) for _ in range(4)]
-    g = torch.randn(t, 5, generator=torch.Generator().manual_seed(0))
-    grads = {"random": g, "zero": torch.zeros(t, 5), "huge": 1e15 * g,
-             "parallel": g[:1].repeat(t, 1) * torch.arange(1.0, t + 1)[:, None],
-             "opposite": g[:1] * torch.tensor([(-1.0) ** i for i in range(t)])[:, None]}[gkind]
+    g = torch.randn(t, 5, generator=torch.Generator().manual_seed(0), dtype=dtype)
+    signs = torch.tensor([(-1.0) ** i for i in range(t)], dtype=dtype)
+    grads = {"random": g, "zero": torch.zeros(t, 5, dtype=dtype), "huge": 1e15 * g,
+             "parallel": g[:1].repeat(t, 1) * torch.arange(1.0, t + 1, dtype=dtype)[:, None],
+             "opposite": g[:1] * signs[:, None]}[gkind]
     out1, out2 = _run(name, seq, grads), _run(name, seq, grads)
     for (d1, w1), (d2, w2) in zip(out1, out2):
         assert torch.isfinite(w1).all() and (w1 >= 0).all()
@@ -290,6 +306,7 @@ def test_reset_forgets_state():
     ("UW", {"lr": -1.0}, "lr must be a positive"),
     ("UW", {"optimizer": "rmsprop"}, "optimizer must be one of"),
     ("GradNorm", {"alpha": -0.5}, "alpha must be"),
+    ("GradNorm", {"last_numel": -1}, "last_numel must be"),
     ("DWA", {"temperature": 0.0}, "temperature must be"),
     ("DWA", {"period": 0}, "period must be a positive integer"),
     ("FAMO", {"eps": 0.0}, "eps must be > 0"),

@@ -64,17 +64,28 @@ class GradNorm(Weighting):
         optimiser; default: the RLW paper's NYUv2 setting, Adam 1e-4).
     optimizer:
         ``"adam"`` (default) or ``"sgd"``.
+    last_numel:
+        If > 0, the norms use only the last ``last_numel`` columns of G: in
+        ``"param"`` mode the flat parameters of the last shared layer, as in
+        the paper (e.g. ``sum(p.numel() for p in last_layer.parameters())``
+        when it is the last module of the encoder).  0 (default) = all columns.
+        The direction always uses all of G.
     """
 
     name = "GradNorm"
     modes = (PARAM, REP)
 
-    def __init__(self, alpha: float = 1.5, lr: float = 1e-4, optimizer: str = "adam") -> None:
+    def __init__(self, alpha: float = 1.5, lr: float = 1e-4, optimizer: str = "adam",
+                 last_numel: int = 0) -> None:
         super().__init__()
         if not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and alpha >= 0):
             raise ValueError(f"GradNorm: alpha must be a number >= 0, got {alpha!r}")
         check_optimizer("GradNorm", optimizer, lr)
+        if isinstance(last_numel, bool) or not isinstance(last_numel, int) or last_numel < 0:
+            raise ValueError("GradNorm: last_numel must be an integer >= 0 (0 = every column "
+                             f"of G), got {last_numel!r}")
         self.alpha, self.lr, self.optimizer = float(alpha), float(lr), optimizer
+        self.last_numel = last_numel
         self.w: Tensor | None = None
         self.initial_losses: Tensor | None = None
         self.opt_state: dict = {}
@@ -98,7 +109,11 @@ class GradNorm(Weighting):
         if self.w is None:
             self.w = torch.ones(t, dtype=grads.dtype, device=grads.device)
         w = self.w.to(grads)
-        norms = torch.nan_to_num(grads.norm(dim=1))
+        if self.last_numel > grads.shape[1]:
+            raise ValueError(f"GradNorm: last_numel={self.last_numel} but G has only "
+                             f"{grads.shape[1]} columns")
+        cols = grads[:, grads.shape[1] - self.last_numel:] if self.last_numel else grads
+        norms = torch.nan_to_num(cols.norm(dim=1))
         g = torch.nan_to_num(self.grad_w(w, norms, L.to(grads)))
         opt = {k: (v.to(w) if torch.is_tensor(v) else v) for k, v in self.opt_state.items()}
         new, self.opt_state = learn_step(w, g, opt, self.optimizer, self.lr)
