@@ -190,9 +190,9 @@ def test_famo_hand_computation_sgd():
 
 
 def test_famo_adam_matches_torch_adam():
-    famo = W.get("FAMO")  # Adam(lr=0.025, weight_decay=0.01), the authors' defaults
+    famo = W.get("FAMO")  # Adam(lr=0.025, weight_decay=1e-3), the paper's Algorithm 2
     xi = torch.zeros(3, requires_grad=True)
-    opt = torch.optim.Adam([xi], lr=0.025, weight_decay=0.01)
+    opt = torch.optim.Adam([xi], lr=0.025, weight_decay=1e-3)
     gen = torch.Generator().manual_seed(5)
     prev = torch.rand(3, generator=gen) + 0.5
     famo.combine(prev)

@@ -49,7 +49,7 @@ class FAMO(Weighting):
     so that tasks whose log-loss decreased least gain weight:
     :math:`\xi \leftarrow \xi - \beta(\delta + \gamma\xi)` (``optimizer="sgd"``,
     Algorithm 1 as printed) or Adam with L2 weight decay :math:`\gamma`
-    (``"adam"``, default, as in the authors' code), with :math:`\delta` from
+    (``"adam"``, default, as in the authors' code and Algorithm 2), with :math:`\delta` from
     :func:`famo_logit_grad`.
 
     Timing, made explicit: FAMO needs the losses *after* the step.  The
@@ -65,7 +65,9 @@ class FAMO(Weighting):
     lr:
         Step size :math:`\beta` of the logits (authors' default 0.025).
     gamma:
-        Weight decay :math:`\gamma` of the logits (authors' default 0.01).
+        Weight decay :math:`\gamma` of the logits: 1e-3 as in the paper's
+        Algorithm 2 (App. C); the authors' README class uses 0.01 and some of
+        their experiment scripts 1e-5, so treat it as a tuning knob.
     optimizer:
         ``"adam"`` (authors' code) or ``"sgd"`` (Algorithm 1).
     min_loss:
@@ -77,7 +79,7 @@ class FAMO(Weighting):
     name = "FAMO"
     modes = (LOSSES,)
 
-    def __init__(self, lr: float = 0.025, gamma: float = 0.01, optimizer: str = "adam",
+    def __init__(self, lr: float = 0.025, gamma: float = 1e-3, optimizer: str = "adam",
                  min_loss: float = 0.0, eps: float = 1e-8) -> None:
         super().__init__()
         check_optimizer("FAMO", optimizer, lr)
