@@ -1,6 +1,7 @@
 """Datasets: ``names()`` lists them, ``load(name, **kw)`` returns an :class:`MTLData`."""
 
 from mtlkit.data.base import MTLData, TaskSpec
+from mtlkit.data.common import DataCorrupt, DataUnavailable
 from mtlkit.data.registry import load, names
 
-__all__ = ["MTLData", "TaskSpec", "load", "names"]
+__all__ = ["DataCorrupt", "DataUnavailable", "MTLData", "TaskSpec", "load", "names"]
