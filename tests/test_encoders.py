@@ -193,6 +193,10 @@ def test_small_cnn_and_linear_head():
     fmap = torch.randn(2, 64, 3, 3)
     torch.testing.assert_close(head(fmap), head.net(fmap.mean((2, 3))))
     assert head(torch.randn(2, 64)).shape == (2, 10)
+    flat = LinearHead(64 * 9, 10, pool="flatten")
+    torch.testing.assert_close(flat(fmap), flat.net(fmap.reshape(2, -1)))
+    with pytest.raises(ValueError, match="pool"):
+        LinearHead(64, 10, pool="max")
     with pytest.raises(ValueError, match="channels=\\["):
         as_stages(torch.nn.Sequential(torch.nn.Linear(2, 2)))
     assert as_stages(conv_stages()).channels == [8, 16, 32]

@@ -82,7 +82,8 @@ class SmallCNN(Stages):
 
     Three conv blocks (3x3 conv, BatchNorm, ReLU, 2x2 max-pool); a 28x28 input
     leaves a (B, channels[-1], 3, 3) map, a 36x36 input a 4x4 one.  Pair it with
-    :class:`LinearHead` (global average pooling then a linear layer).
+    ``LinearHead(channels[-1] * 16, 10, pool="flatten")`` for 36x36 MultiMNIST
+    (the tasks are positions, which average pooling would discard).
     """
 
     def __init__(self, in_channels: int = 1, channels: Sequence[int] = (16, 32, 64)) -> None:
@@ -93,14 +94,22 @@ class SmallCNN(Stages):
 
 
 class LinearHead(nn.Module):
-    """A classification head: global average pooling (for feature maps), optional
-    hidden layer, then a linear layer to ``out_features`` logits."""
+    """A classification head for a feature map or vector: pooling, an optional
+    hidden layer, then a linear layer to ``out_features`` logits.
+
+    ``pool="avg"`` averages feature maps over space (``in_features`` = C);
+    ``pool="flatten"`` keeps where things are (``in_features`` = C*H*W), as
+    LeNet-style MultiMNIST heads must, since their tasks are positions.
+    """
 
     def __init__(self, in_features: int, out_features: int, hidden: int | None = None,
-                 dropout: float = 0.0) -> None:
+                 dropout: float = 0.0, pool: str = "avg") -> None:
         super().__init__()
         if in_features < 1 or out_features < 1:
             raise ValueError("LinearHead needs positive in_features and out_features")
+        if pool not in ("avg", "flatten"):
+            raise ValueError(f"pool must be 'avg' or 'flatten', got {pool!r}")
+        self.pool = pool
         layers: list[nn.Module] = [nn.Dropout(dropout)] if dropout > 0 else []
         if hidden:
             layers += [nn.Linear(in_features, hidden), nn.ReLU()]
@@ -110,7 +119,7 @@ class LinearHead(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() > 2:
-            x = x.flatten(2).mean(-1)
+            x = x.flatten(2).mean(-1) if self.pool == "avg" else x.flatten(1)
         return self.net(x)
 
 
@@ -193,8 +202,11 @@ class ASPP(nn.Module):
 
 
 class ASPPHead(nn.Module):
-    """A DeepLabV3-style dense head: ASPP, a 3x3 conv, a 1x1 conv to the outputs,
-    and bilinear upsampling to the input size.
+    """A DeepLab dense head: ASPP, a 3x3 conv, a 1x1 conv to the outputs, and
+    bilinear upsampling to the input size (the task-specific head of ``rlw.md``
+    §5.2, as in LibMTL's NYUv2 code).  DeepLabV3+'s decoder, which also reads
+    low-level encoder features, is not included: the head sees only the
+    encoder's output, as the MTL engine's ``decode(rep, task)`` requires.
 
     ``kind`` sets the output: ``"segmentation"`` gives ``num_classes`` logits,
     ``"depth"`` one channel, ``"normal"`` three channels L2-normalised over the
