@@ -60,7 +60,8 @@ class ColumnModel(MTLModel):
     initialised single-task networks.  With copies, the columns stay identical
     until the heads' gradients differ, so a scale-invariant fusion (NDDR's
     BatchNorm after a diagonal mix) gives the BatchNorm scale of the stage
-    below it exactly zero gradient at the first step (notebook 03, §4).
+    below it zero gradient (up to BatchNorm's eps) at the first step
+    (notebook 03, §4).
     """
 
     shared_rep = False
