@@ -362,3 +362,17 @@ def test_clear_errors():
         for _ in range(2):
             s.combine(torch.ones(2), torch.ones(2, 3), query_losses=torch.ones(2),
                       query_grads=torch.ones(2, 3))
+
+
+def test_state_dict_round_trip_keeps_w():
+    gs, gq = torch.randn(3, 4), torch.randn(3, 4)
+    losses = torch.ones(3)
+    a = W.get("MetaWeighting", alpha=5.0, eta=0.5)
+    for _ in range(3):
+        a.combine(losses, gs, query_losses=losses, query_grads=gq)
+    b = W.get("MetaWeighting", alpha=5.0, eta=0.5)
+    b.load_state_dict(a.state_dict())
+    _, wa = a.combine(losses, gs, query_losses=losses, query_grads=gq)
+    _, wb = b.combine(losses, gs, query_losses=losses, query_grads=gq)
+    assert torch.allclose(wb, b.w / 3) and not torch.allclose(a.w, torch.ones(3))
+    assert b.hparams() == a.hparams()

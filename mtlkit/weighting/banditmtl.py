@@ -76,5 +76,5 @@ class BanditMTL(Weighting):
         t = self._check(losses, grads)
         if self.p is None:
             self.p = torch.full((t,), 1.0 / t, dtype=losses.dtype, device=losses.device)
-        self.p = mirror_ascent_step(self.p, losses.detach(), self.rho, self.lr)
+        self.p = mirror_ascent_step(self.p.to(losses), losses.detach(), self.rho, self.lr)
         return weighted_direction(self.p, grads), self.p.clone()

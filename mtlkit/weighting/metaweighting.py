@@ -44,6 +44,8 @@ Implementation notes (all derived in ``notebooks/30_hypergradients_and_metaweigh
   (Euclidean projection): the total sum is a learning rate, which the
   hypergradient would otherwise also learn.  ``"clamp"`` sets negative entries
   to 0 (sum free), ``"none"`` follows Eq. 13 literally.
+* **Resuming.**  ``state_dict()`` keeps w but not the T x P support gradients
+  of the last step, so the first step after a resume does not update w.
 * **Task-specific parameters.**  In the engine's bi-level step the gradient
   rows cover the shared parameters and every head, with head t's block zero
   outside row t; so head t contributes only to D[t, t], as the chain rule says
@@ -258,6 +260,7 @@ class Hypergradient(Weighting):
         val = self._val_grads(grads, query_grads)
         if self.w is None:
             self.w = torch.full((t,), self.init, dtype=grads.dtype, device=grads.device)
+        self.w = self.w.to(grads)  # after load_state_dict w is on the CPU
         self.update_weights(val)
         if self._prev is None or self._prev.shape != grads.shape:
             self._prev = torch.empty_like(grads)

@@ -81,7 +81,7 @@ class Tchebycheff(Weighting):
         if self.normalize:
             if self.scale is None:
                 self.scale = losses.detach().clamp_min(1e-12).clone()
-            pi = pi / self.scale
+            pi = pi / self.scale.to(losses)
         return pi
 
     def combine(self, losses: Tensor, grads: Tensor | None = None):
