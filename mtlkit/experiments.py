@@ -174,11 +174,15 @@ class Grid:
 def run_grid(methods: Sequence[str | Method], seeds: Sequence[int], data: MTLData,
              make_model: Callable[[int], Any], config: TrainConfig, out_dir: str | Path,
              records_file: str | Path | None = None,
-             log: Callable[[str], None] | None = print) -> Grid:
+             log: Callable[[str], None] | None = print, warmup_steps: int = 0) -> Grid:
     """Every method x seed via :func:`run_one`, in that order.  Specs that do
     not parse (e.g. a strategy that is not registered) are skipped with a
     note.  ``records_file`` (``.csv``/``.parquet``) receives every run's
-    records through :func:`mtlkit.results.write_records`."""
+    records through :func:`mtlkit.results.write_records`.
+
+    ``warmup_steps > 0`` first trains EW for that many steps, untimed and not
+    recorded, so that one-off costs (allocator, kernel selection, lazy
+    imports) do not inflate the first method's time per epoch (Δt)."""
     ok, skipped = [], []
     for s in methods:
         if isinstance(s, Method):
@@ -190,6 +194,9 @@ def run_grid(methods: Sequence[str | Method], seeds: Sequence[int], data: MTLDat
     for note in skipped:
         if log:
             log(f"skipped {note}")
+    if warmup_steps > 0:
+        warm = replace(config, epochs=1, steps_per_epoch=int(warmup_steps), progress=False)
+        run_one("EW", data, make_model, warm, seeds[0], Path(out_dir) / "warmup")
     runs = []
     for m in ok:
         for seed in seeds:

@@ -115,3 +115,11 @@ def test_finite_flag_detects_nan():
     df = pd.DataFrame({"step": [1, 2], "loss/a": [1.0, float("nan")], "weight/a": [1.0, 1.0]})
     assert not E._finite(df)
     assert E._finite(df.fillna(0.5))
+
+
+def test_warmup_run_is_not_recorded(tmp_path):
+    grid = E.run_grid(["UW"], [0], _data(), _model, CFG, tmp_path, warmup_steps=2, log=None)
+    assert [r.method for r in grid.runs] == ["UW"]
+    assert set(grid.records["method"]) == {"UW"}
+    warm = pd.read_csv(next((tmp_path / "warmup").glob("EW-s0*/steps.csv")))
+    assert len(warm) == 2  # exactly the warm-up steps, in their own folder
