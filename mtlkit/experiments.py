@@ -208,3 +208,72 @@ def run_grid(methods: Sequence[str | Method], seeds: Sequence[int], data: MTLDat
                 results.write_records(run.records, records_file)
             runs.append(run)
     return Grid(runs, skipped)
+
+
+def _one_batch(dataset, batch_size: int):
+    from torch.utils.data import DataLoader
+
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    return next(iter(loader))
+
+
+def step_times(methods: Sequence[str | Method], data: MTLData,
+               make_model: Callable[[int], Any], config: TrainConfig, rounds: int = 3,
+               steps: int = 5, warmup: int = 2) -> pd.Series:
+    """Median seconds per training step of each method, timed *interleaved*.
+
+    Δt from the epoch times of a sequential grid is exposed to drift in the
+    machine's load (one method runs while the machine is busy, the next while
+    it is idle).  Here every method gets ``warmup`` untimed then ``steps``
+    timed steps (zero_grad, engine step, optimizer step, on one fixed batch;
+    bi-level strategies use it as the query batch too) in each of ``rounds``
+    rounds, methods in turn, and the median over all timed steps is kept.
+    ``STL`` is the sum over tasks of the single-task steps.
+    """
+    import statistics
+    import time
+
+    import torch
+
+    from mtlkit.grads import GradEngine
+    from mtlkit.losses import criteria_for
+    from mtlkit.trainer import to_device
+
+    if rounds < 1 or steps < 1 or warmup < 0:
+        raise ValueError("rounds and steps must be >= 1 and warmup >= 0")
+    dev = torch.device(config.device)
+    if data.homogeneous:
+        parts = {t: _one_batch(data.train[t], config.batch_size) for t in data.task_names}
+        batch = ({t: p[0] for t, p in parts.items()}, {t: p[1] for t, p in parts.items()})
+    else:
+        batch = tuple(_one_batch(data.train, config.batch_size))
+    xs, ys = to_device(batch[0], dev), to_device(batch[1], dev)
+    crit = criteria_for(data.tasks)
+    ms = [parse_method(m) if isinstance(m, str) else m for m in methods]
+    setups: dict[str, list] = {}
+    for m in ms:
+        tasks = range(len(data.task_names)) if m.name == "STL" else [None]
+        setups[m.label] = []
+        for i in tasks:
+            model = make_model(0).to(dev)
+            w = m.build(0, task=i) if i is not None else m.build(0)
+            opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+            w.reset()
+            w.attach(model, opt)
+            setups[m.label].append((model, GradEngine(model, w, m.mode), opt, w.needs_query))
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    times: dict[str, list[float]] = {k: [] for k in setups}
+    for _ in range(rounds):
+        for label, parts in setups.items():
+            for k in range(warmup + steps):
+                sync()
+                t0 = time.perf_counter()
+                for model, engine, opt, nq in parts:
+                    model.train()
+                    opt.zero_grad(set_to_none=True)
+                    engine.step(xs, ys, crit, query=(xs, ys) if nq else None)
+                    opt.step()
+                sync()
+                if k >= warmup:
+                    times[label].append(time.perf_counter() - t0)
+    return pd.Series({k: statistics.median(v) for k, v in times.items()}, name="step_seconds")

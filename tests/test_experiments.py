@@ -123,3 +123,13 @@ def test_warmup_run_is_not_recorded(tmp_path):
     assert set(grid.records["method"]) == {"UW"}
     warm = pd.read_csv(next((tmp_path / "warmup").glob("EW-s0*/steps.csv")))
     assert len(warm) == 2  # exactly the warm-up steps, in their own folder
+
+
+def test_step_times_interleaved_and_stl_costs_more():
+    t = E.step_times(["EW", "STL", "MetaWeighting"], _data(), _model, CFG, rounds=2, steps=3,
+                     warmup=1)
+    assert list(t.index) == ["EW", "STL", "MetaWeighting"]
+    assert (t > 0).all() and t.map(math.isfinite).all()
+    assert t["STL"] > t["EW"]  # T single-task steps against one shared step
+    with pytest.raises(ValueError):
+        E.step_times(["EW"], _data(), _model, CFG, rounds=0)
