@@ -30,6 +30,8 @@ def make(arch: str, seed: int = 0, **kw) -> nn.Module:
     if arch in ("CrossStitch", "NDDR"):  # independently initialised columns
         cls = CrossStitch if arch == "CrossStitch" else NDDR
         return cls(lambda: conv_stages(1, (4, 8)), heads, **kw)
+    if arch == "MTAN":  # a 1-channel bottleneck (4 // 4) would make its BN scale redundant
+        kw.setdefault("att_reduction", 2)
     cls = {"HPS": HPS, "MTAN": MTAN}[arch]
     return cls(conv_stages(1, (4, 8)), heads, **kw)
 
@@ -288,6 +290,18 @@ def test_mtan_masks_in_open_unit_interval(scale):
                 assert m.shape == f.shape
                 assert m.min() > 0 and m.max() < 1
             torch.testing.assert_close(rep[t], masks[-1] * feats[-1])
+
+
+def test_mtan_attention_width():
+    full = MTAN(conv_stages(1, (4, 8)), {"a": LinearHead(8, 2)}, att_reduction=1)
+    slim = MTAN(conv_stages(1, (4, 8)), {"a": LinearHead(8, 2)}, att_reduction=4)
+    # stage 1: 4 -> h -> 4, stage 2: 16 -> h -> 8 (convs) + BN (2h + 2c) per stage
+    def att(h1, h2):
+        return 4 * h1 + h1 * 4 + 2 * h1 + 8 + 16 * h2 + h2 * 8 + 2 * h2 + 16
+    assert count_parameters(full.task_parameters("a")) - 18 == att(4, 8)
+    assert count_parameters(slim.task_parameters("a")) - 18 == att(1, 2)
+    with pytest.raises(ValueError, match="att_reduction"):
+        MTAN(conv_stages(1, (4, 8)), {"a": LinearHead(8, 2)}, att_reduction=0)
 
 
 def test_mtan_rejects_vector_stages():

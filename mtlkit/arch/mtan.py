@@ -8,9 +8,10 @@ has a soft-attention module per stage that selects from the shared features:
     a^_t^(j) = a_t^(j) * p^(j)                                      (Liu et al., Eq. 1)
 
 g = [1x1 conv, BN, ReLU], h = [1x1 conv, BN, sigmoid], so every mask entry is
-in (0, 1); f^(j) = [3x3 conv, BN, ReLU] then resampling to stage j+1's size,
-shared by all tasks.  Simplification: the paper feeds g the feature inside
-block j and masks the block's output; here both are the stage output p^(j).
+in (0, 1) (g's width is C/4 by default, ``att_reduction``); f^(j) = [3x3 conv,
+BN, ReLU] then resampling to stage j+1's size, shared by all tasks.
+Simplification: the paper feeds g the feature inside block j and masks the
+block's output; here both are the stage output p^(j).
 ``rlw.md`` §5.7 (Table 4).  Derived in ``notebooks/03_architectures.ipynb``.
 """
 
@@ -26,11 +27,12 @@ from mtlkit.arch.base import MTLModel
 from mtlkit.encoders.vision import as_stages
 
 
-def attention_block(c_in: int, c_out: int) -> nn.Sequential:
-    """h(g(.)): [1x1 conv, BN, ReLU, 1x1 conv, BN, sigmoid]; outputs in (0, 1).
-    The convolutions have no bias: the BatchNorm after each would cancel it."""
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(),
-                         nn.Conv2d(c_out, c_out, 1, bias=False), nn.BatchNorm2d(c_out),
+def attention_block(c_in: int, c_out: int, hidden: int | None = None) -> nn.Sequential:
+    """h(g(.)): [1x1 conv to ``hidden``, BN, ReLU, 1x1 conv to c_out, BN, sigmoid];
+    outputs in (0, 1).  No conv bias: the BatchNorm after each would cancel it."""
+    h = hidden or c_out
+    return nn.Sequential(nn.Conv2d(c_in, h, 1, bias=False), nn.BatchNorm2d(h), nn.ReLU(),
+                         nn.Conv2d(h, c_out, 1, bias=False), nn.BatchNorm2d(c_out),
                          nn.Sigmoid())
 
 
@@ -63,20 +65,27 @@ class MTAN(MTLModel):
         (B, C, H, W) maps (or a list of stages with ``channels``).
     heads:
         {task: head}; each reads a^_t^(J), shaped like the backbone's output.
+    att_reduction:
+        g's hidden width is C_j // att_reduction (a bottleneck, as ResNet-based
+        MTAN implementations use); 1 keeps the full width C_j.
     """
 
     shared_rep = False
 
     def __init__(self, backbone: nn.Module | Sequence[nn.Module], heads: Mapping[str, nn.Module],
-                 channels: Sequence[int] | None = None) -> None:
+                 channels: Sequence[int] | None = None, att_reduction: int = 4) -> None:
         super().__init__(list(heads))
+        if not isinstance(att_reduction, int) or att_reduction < 1:
+            raise ValueError(f"att_reduction must be an integer >= 1, got {att_reduction!r}")
+        self.att_reduction = att_reduction
         self.backbone = as_stages(backbone, channels)
         c = self.backbone.channels
         self.bridges = nn.ModuleList(
             nn.Sequential(nn.Conv2d(a, b, 3, padding=1, bias=False), nn.BatchNorm2d(b), nn.ReLU())
             for a, b in zip(c[:-1], c[1:]))
         self.attention = nn.ModuleDict({
-            t: nn.ModuleList(attention_block(cj if j == 0 else 2 * cj, cj)
+            t: nn.ModuleList(attention_block(cj if j == 0 else 2 * cj, cj,
+                                             max(1, cj // att_reduction))
                              for j, cj in enumerate(c)) for t in self.tasks})
         self.heads = nn.ModuleDict(dict(heads))
         self.last_masks: dict[str, list[Tensor]] = {}
