@@ -376,3 +376,29 @@ def test_state_dict_round_trip_keeps_w():
     _, wb = b.combine(losses, gs, query_losses=losses, query_grads=gq)
     assert torch.allclose(wb, b.w / 3) and not torch.allclose(a.w, torch.ones(3))
     assert b.hparams() == a.hparams()
+
+
+@pytest.mark.parametrize("name", ["MetaWeighting", "AutoLambda"])
+def test_resume_keeps_previous_support_gradients(name):
+    """A strategy restored from state_dict gives the same next weights, which
+    needs the previous step's support gradients (the hypergradient uses them)."""
+    g = torch.Generator().manual_seed(0)
+    needs_query = W.base._REGISTRY[name].needs_query
+
+    def call(s):
+        losses = torch.rand(3, generator=g, dtype=torch.float64)
+        grads = torch.randn(3, 8, generator=g, dtype=torch.float64)
+        query = torch.randn(3, 8, generator=g, dtype=torch.float64)
+        return s.combine(losses, grads, query_grads=query) if needs_query else \
+            s.combine(losses, grads)
+
+    a, b = W.get(name, eta=0.1), W.get(name, eta=0.1)
+    for _ in range(2):
+        call(a)
+    b.load_state_dict(a.state_dict())
+    state = g.get_state()
+    wa = call(a)[1]
+    g.set_state(state)
+    wb = call(b)[1]
+    assert not torch.allclose(wa, torch.full_like(wa, 1 / 3))
+    assert torch.allclose(wa, wb)

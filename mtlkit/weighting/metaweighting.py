@@ -226,6 +226,18 @@ class Hypergradient(Weighting):
         super().reset()
         self.w = self.hypergrad = self.lam = self._prev = None
 
+    def state_dict(self) -> dict[str, Any]:
+        """Also the previous step's support gradients, so a resumed run's next
+        hypergradient is the uninterrupted run's."""
+        state = super().state_dict()
+        state["prev_grads"] = None if self._prev is None else self._prev.detach().cpu().clone()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        self._prev = state.pop("prev_grads", None)
+        super().load_state_dict(state)
+
     # ------------------------------------------------------------------
     def _precond(self, t: int) -> Tensor | float:
         if self.inner == "sgd":
@@ -248,6 +260,7 @@ class Hypergradient(Weighting):
         prev = self._prev
         if prev is None or prev.shape != val_grads.shape:
             return
+        prev = self._prev = prev.to(val_grads)
         t = val_grads.shape[0]
         d = hypergradient_matrix(val_grads, prev, self._precond(t))
         dc, lam = common_direction(d, self.reduce, self.fw_iters, self.solver)
