@@ -227,7 +227,8 @@ def step_times(methods: Sequence[str | Method], data: MTLData,
     it is idle).  Here every method gets ``warmup`` untimed then ``steps``
     timed steps (zero_grad, engine step, optimizer step, on one fixed batch;
     bi-level strategies use it as the query batch too) in each of ``rounds``
-    rounds, methods in turn, and the median over all timed steps is kept.
+    rounds, methods in turn (the order rotates by one each round), and the
+    median over all timed steps is kept.
     ``STL`` is the sum over tasks of the single-task steps.
     """
     import statistics
@@ -263,8 +264,11 @@ def step_times(methods: Sequence[str | Method], data: MTLData,
             setups[m.label].append((model, GradEngine(model, w, m.mode), opt, w.needs_query))
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     times: dict[str, list[float]] = {k: [] for k in setups}
-    for _ in range(rounds):
-        for label, parts in setups.items():
+    order = list(setups)
+    for r in range(rounds):
+        shift = r % len(order)  # rotate, so that no method is always first in a round
+        for label in order[shift:] + order[:shift]:
+            parts = setups[label]
             for k in range(warmup + steps):
                 sync()
                 t0 = time.perf_counter()
