@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 import mtlkit.weighting as W
@@ -333,3 +335,39 @@ def test_hps_with_linear_heads_and_errors():
     assert out["a"].shape == (8, 10) and out["b"].shape == (8, 1)
     with pytest.raises(TypeError, match="not modules"):
         HPS(nn.Linear(2, 2), {"a": "head"})
+
+
+# ------------------------------------------------------ property tests
+@settings(max_examples=15, deadline=None)
+@given(T=st.integers(2, 4), C=st.integers(1, 5), seed=st.integers(0, 10_000),
+       channelwise=st.booleans())
+def test_cross_stitch_unit_is_the_linear_mix(T, C, seed, channelwise):
+    g = torch.Generator().manual_seed(seed)
+    unit = CrossStitchUnit(T, channels=C if channelwise else None)
+    with torch.no_grad():
+        unit.alpha.copy_(torch.randn(unit.alpha.shape, generator=g))
+    xs = [torch.randn(2, C, 3, 3, generator=g) for _ in range(T)]
+    ys = unit(xs)
+    for t in range(T):
+        ref = torch.zeros_like(xs[0])
+        for s in range(T):
+            a = unit.alpha[t, s]
+            ref += (a.view(1, C, 1, 1) if channelwise else a) * xs[s]
+        torch.testing.assert_close(ys[t], ref.detach())
+
+
+@settings(max_examples=15, deadline=None)
+@given(T=st.integers(2, 4), C=st.integers(1, 5), seed=st.integers(0, 10_000))
+def test_nddr_layer_is_blockwise_linear_before_batchnorm(T, C, seed):
+    g = torch.Generator().manual_seed(seed)
+    layer = NDDRLayer(T, C).eval()
+    with torch.no_grad():
+        for conv in layer.convs:
+            conv.weight.copy_(torch.randn(conv.weight.shape, generator=g))
+    xs = [torch.randn(3, C, 2, 2, generator=g) for _ in range(T)]
+    ys = layer(xs)
+    scale = (1 + layer.bns[0].eps) ** -0.5
+    for t in range(T):
+        B = layer.blocks(t)  # (T, C, C)
+        ref = sum(torch.einsum("oc,bchw->bohw", B[s], xs[s]) for s in range(T))
+        torch.testing.assert_close(ys[t], scale * ref.detach(), atol=1e-5, rtol=1e-5)
