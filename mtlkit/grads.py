@@ -153,14 +153,17 @@ class GradEngine:
             return bilevel.step(self, inputs, targets, criteria, query)
         tasks = self.model.tasks
         outs, reps, used = self.forward(inputs, detach=self.mode in (REP, PARAM))
-        losses = self.task_losses(outs, targets, criteria, tasks)
+        # keep the list: back-propagating one entry of a stacked vector would send
+        # zeros through every other task's head (StackBackward)
+        loss_list = [criteria[t](outs[t], targets[t]) for t in tasks]
+        losses = torch.stack(loss_list)
         aux = self.model.auxiliary_loss()
         if self.mode == LOSSES:
             weights = self._losses_step(losses, aux)
         elif self.mode == PARAM:
-            weights = self._param_step(losses, aux, reps, used)
+            weights = self._param_step(losses, aux, reps, used, loss_list)
         else:
-            weights = self._rep_step(losses, aux, reps, used)
+            weights = self._rep_step(losses, aux, reps, used, loss_list)
         return StepResult(losses.detach(), weights.detach(),
                           {t: o.detach() for t, o in outs.items()})
 
@@ -177,7 +180,7 @@ class GradEngine:
             self._buf = b = torch.empty(rows, cols, device=like.device, dtype=like.dtype)
         return b
 
-    def _rep_grads(self, losses: Tensor, reps: list[Rep], used: list[Rep]
+    def _rep_grads(self, losses: list[Tensor], reps: list[Rep], used: list[Rep]
                    ) -> tuple[list[Tensor], list[Tensor], list[Tensor | None], bool]:
         """Stage 1: z_t = dL_t/dr_t through task t's head only (heads get their
         own gradient).  Returns the per-task representations, the leaves the
@@ -202,9 +205,9 @@ class GradEngine:
         return reps, flat, zs, per_task
 
     def _param_step(self, losses: Tensor, aux: Tensor | None, reps: list[Rep],
-                    used: list[Rep]) -> Tensor:
+                    used: list[Rep], loss_list: list[Tensor]) -> Tensor:
         tasks, shared = self.model.tasks, self.shared
-        reps, _, zs, per_task = self._rep_grads(losses, reps, used)
+        reps, _, zs, per_task = self._rep_grads(loss_list, reps, used)
         G = self.buffer(len(tasks), sum(self._numel), shared[0])
         if not per_task and self._use_batched(shared[0]):
             try:
@@ -264,9 +267,9 @@ class GradEngine:
             k += n
 
     def _rep_step(self, losses: Tensor, aux: Tensor | None, reps: list[Rep],
-                  used: list[Rep]) -> Tensor:
+                  used: list[Rep], loss_list: list[Tensor]) -> Tensor:
         tasks = self.model.tasks
-        reps, flat, zs, per_task = self._rep_grads(losses, reps, used)
+        reps, flat, zs, per_task = self._rep_grads(loss_list, reps, used)
         numel = flat[0].numel()
         if any(r.numel() != numel for r in flat):
             raise ValueError("rep mode needs representations of equal size for every task")
