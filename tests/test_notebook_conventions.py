@@ -80,6 +80,22 @@ def test_parameters_are_literal_annotated_and_commented(notebook):
     assert not missing, f"{path.name}: the parameters cell lacks {missing}"
 
 
+def test_parameters_are_papermill_parsable(notebook):
+    """papermill's own inspector skips a parameter line holding more than one `=`
+    (e.g. in its comment), and then reports the parameter as unknown."""
+    from papermill.translators import PythonTranslator
+
+    path, nb = notebook
+    src = _src(_code(nb)[0])
+    import nbformat
+
+    cell = nbformat.v4.new_code_cell(src)
+    found = {p.name for p in PythonTranslator.inspect(cell)}
+    declared = {n.target.id for n in ast.parse(src).body}
+    assert found == declared, (f"{path.name}: papermill cannot read {sorted(declared - found)}; "
+                               "keep one `=` per line (write 'means', not '=', in comments)")
+
+
 def test_no_injected_parameters_cell(notebook):
     path, nb = notebook
     for cell in nb["cells"]:
