@@ -58,6 +58,7 @@ from mtlkit.data.base import MTLData
 from mtlkit.grads import GradEngine
 from mtlkit.losses import criteria_for
 from mtlkit.metrics import HIGHER_IS_BETTER, metric_for
+from mtlkit.nb import seed_everything
 from mtlkit.weighting.base import Weighting
 
 OPTIMIZERS = ("adam", "sgd")
@@ -293,7 +294,7 @@ class Trainer:
     # ------------------------------------------------------------- set-up
     def _setup(self) -> None:
         cfg = self.cfg
-        _seed_all(cfg.seed)
+        seed_everything(cfg.seed)
         self.model.to(self.device)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
@@ -619,14 +620,6 @@ def _batch_len(y: Any) -> int:
 
 def _grads_finite(model: nn.Module) -> bool:
     return all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
-
-
-def _seed_all(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    if torch.cuda.is_available():
-        torch.cuda.manual_seed_all(seed)
 
 
 def _rng_state() -> dict[str, Any]:

@@ -123,6 +123,33 @@ class Weighting:
         return f"{type(self).__name__}({args})"
 
 
+class SeededWeighting(Weighting):
+    """A strategy that draws from its own seeded CPU generator ``_gen`` (task
+    orders, random weights); the generator's state is saved and restored, so a
+    resumed run draws what the uninterrupted one would have."""
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__()
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise ValueError(f"{self.name} seed must be an int, got {seed!r}")
+        self.seed = seed
+        self._gen = torch.Generator().manual_seed(seed)
+
+    def reset(self) -> None:
+        super().reset()
+        self._gen = torch.Generator().manual_seed(self.seed)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "rng_state": self._gen.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        rng = state.pop("rng_state", None)
+        super().load_state_dict(state)
+        if rng is not None:
+            self._gen.set_state(rng)
+
+
 def _to_cpu(v: Any) -> Any:
     if isinstance(v, Tensor):
         return v.detach().cpu().clone()

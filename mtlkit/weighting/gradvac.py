@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor
 
-from mtlkit.weighting.base import PARAM, REP, Weighting, register
+from mtlkit.weighting.base import PARAM, REP, SeededWeighting, register
 from mtlkit.weighting.min_norm import gram64
-from mtlkit.weighting.pcgrad import seeded_generator
 
 
 def vaccine_coefficient(rho: Tensor, target: Tensor, norm_i: Tensor, norm_j: Tensor) -> Tensor:
@@ -24,7 +21,7 @@ def vaccine_coefficient(rho: Tensor, target: Tensor, norm_i: Tensor, norm_j: Ten
 
 
 @register
-class GradVac(Weighting):
+class GradVac(SeededWeighting):
     """Set gradient similarity goals from an EMA of the observed cosines
     (Wang et al. 2021, §3.2, Eqs. 3-5):
 
@@ -55,29 +52,15 @@ class GradVac(Weighting):
     is_reweighting = True
 
     def __init__(self, beta: float = 0.01, seed: int = 0) -> None:
-        super().__init__()
+        super().__init__(seed)
         if not 0 <= beta <= 1:
             raise ValueError(f"GradVac beta must be in [0, 1], got {beta!r}")
-        if not isinstance(seed, int):
-            raise ValueError(f"GradVac seed must be an int, got {seed!r}")
-        self.beta, self.seed = float(beta), seed
+        self.beta = float(beta)
         self.phi: Tensor | None = None
-        self._gen = seeded_generator(seed)
 
     def reset(self) -> None:
         super().reset()
         self.phi = None
-        self._gen = seeded_generator(self.seed)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "rng_state": self._gen.get_state()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        state = dict(state)
-        rng = state.pop("rng_state", None)
-        super().load_state_dict(state)
-        if rng is not None:
-            self._gen.set_state(rng)
 
     def combine(self, losses: Tensor, grads: Tensor | None = None):
         t = self._check(losses, grads)

@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor
 
-from mtlkit.weighting.base import PARAM, REP, Weighting, register
+from mtlkit.weighting.base import PARAM, REP, SeededWeighting, register
 from mtlkit.weighting.min_norm import gram64
-
-
-def seeded_generator(seed: int) -> torch.Generator:
-    """A CPU generator for task orders (draws stay on the host: no device sync)."""
-    return torch.Generator().manual_seed(int(seed))
 
 
 def pcgrad_coefficients(m: Tensor, perms: list[list[int]]) -> Tensor:
@@ -37,7 +30,7 @@ def pcgrad_coefficients(m: Tensor, perms: list[list[int]]) -> Tensor:
 
 
 @register
-class PCGrad(Weighting):
+class PCGrad(SeededWeighting):
     """Gradient surgery: remove from each task gradient its component along any
     other task gradient it conflicts with (Yu et al. 2020, Eq. 1 / Algorithm 1):
 
@@ -62,27 +55,6 @@ class PCGrad(Weighting):
     name = "PCGrad"
     modes = (PARAM, REP)
     is_reweighting = True
-
-    def __init__(self, seed: int = 0) -> None:
-        super().__init__()
-        if not isinstance(seed, int):
-            raise ValueError(f"PCGrad seed must be an int, got {seed!r}")
-        self.seed = seed
-        self._gen = seeded_generator(seed)
-
-    def reset(self) -> None:
-        super().reset()
-        self._gen = seeded_generator(self.seed)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "rng_state": self._gen.get_state()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        state = dict(state)
-        rng = state.pop("rng_state", None)
-        super().load_state_dict(state)
-        if rng is not None:
-            self._gen.set_state(rng)
 
     def combine(self, losses: Tensor, grads: Tensor | None = None):
         t = self._check(losses, grads)
