@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 V=.venv/bin
-echo "== ruff"; $V/ruff check mtlkit tests benchmarks data_scripts notebooks
+echo "== ruff"; $V/ruff check mtlkit tests benchmarks data_scripts notebooks scripts
 echo "== nbstripout --verify"; $V/nbstripout --verify notebooks/*.ipynb
 echo "== smoke-prepared notebooks"
 rm -rf runs/smoke-prepared
