@@ -235,23 +235,26 @@ def save_metrics(metrics: Mapping[str, Any], out_dir: str | Path | None = None) 
     out.mkdir(parents=True, exist_ok=True)
     path = out / "metrics.json"
     data = json.loads(path.read_text()) if path.exists() else {}
-    data.update({k: _jsonable(v) for k, v in metrics.items()})
+    data.update({k: jsonable(v) for k, v in metrics.items()})
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
     os.replace(tmp, path)
     return path
 
 
-def _jsonable(v: Any) -> Any:
+def jsonable(v: Any) -> Any:
+    """``v`` with tensors/arrays as lists, non-finite floats and paths/devices as strings."""
     if hasattr(v, "tolist"):
         v = v.tolist()
     if isinstance(v, float) and not math.isfinite(v):
         return str(v)
     if isinstance(v, Mapping):
-        return {str(k): _jsonable(x) for k, x in v.items()}
+        return {str(k): jsonable(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    return v
+        return [jsonable(x) for x in v]
+    if isinstance(v, (str, int, float, bool)) or v is None:
+        return v
+    return str(v)
 
 
 def out_dir() -> Path:

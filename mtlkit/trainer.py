@@ -58,7 +58,7 @@ from mtlkit.data.base import MTLData
 from mtlkit.grads import GradEngine
 from mtlkit.losses import criteria_for
 from mtlkit.metrics import HIGHER_IS_BETTER, metric_for
-from mtlkit.nb import seed_everything
+from mtlkit.nb import jsonable, seed_everything
 from mtlkit.weighting.base import Weighting
 
 OPTIMIZERS = ("adam", "sgd")
@@ -569,7 +569,7 @@ class Trainer:
     def _meta(self) -> dict[str, Any]:
         return {**self.labels, "run_id": self.run_dir.name, "seed": self.cfg.seed,
                 "device": str(self.device), "config": asdict(self.cfg),
-                "hparams": _jsonable({**{k: asdict(self.cfg)[k] for k in _RUN_HPARAMS},
+                "hparams": jsonable({**{k: asdict(self.cfg)[k] for k in _RUN_HPARAMS},
                                       "query_ratio": self.query_ratio,
                                       **self.weighting.hparams()}),
                 "query_ratio": self.query_ratio, "steps_per_epoch": self.steps_per_epoch,
@@ -597,7 +597,7 @@ class Trainer:
         test = _nested(pick[pick["split"] == "test"])
         summary = {**meta, "chosen_epoch": chosen, "epoch_time": epoch_time,
                    "val": val, "test": test}
-        (self.run_dir / "summary.json").write_text(json.dumps(_jsonable(summary), indent=1))
+        (self.run_dir / "summary.json").write_text(json.dumps(jsonable(summary), indent=1))
         return RunResult(self.run_id, self.run_dir, chosen, val, test, epoch_time, records,
                          steps, meta)
 
@@ -668,15 +668,3 @@ def _progress(total: int, initial: int, enabled: bool, desc: str):
     return tqdm(total=total, initial=initial, disable=not enabled, desc=desc, leave=False)
 
 
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, Tensor):
-        return v.tolist()
-    if isinstance(v, float) and not math.isfinite(v):
-        return str(v)
-    if isinstance(v, Mapping):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, (Path, torch.device, torch.dtype)):
-        return str(v)
-    return v

