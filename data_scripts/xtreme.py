@@ -34,9 +34,8 @@ UD_LANG = {"en": "English", "zh": "Chinese", "te": "Telugu", "vi": "Vietnamese"}
 csv.field_size_limit(1 << 30)
 
 
-def parse_conllu(text: str) -> list[dict]:
-    """Sentences as ``{"tokens", "tags"}`` (FORM, UPOS); multi-word ranges and empty
-    nodes are skipped."""
+def _sentences(text: str, token_tag) -> list[dict]:
+    """Blank-line-separated sentences; ``token_tag(line)`` gives (token, tag) or None to skip."""
     out, toks, tags = [], [], []
     for line in text.splitlines() + [""]:
         if not line.strip():
@@ -44,29 +43,34 @@ def parse_conllu(text: str) -> list[dict]:
                 out.append({"tokens": toks, "tags": tags})
             toks, tags = [], []
             continue
-        if line.startswith("#"):
-            continue
-        cols = line.split("\t")
-        if len(cols) < 4 or "-" in cols[0] or "." in cols[0]:
-            continue
-        toks.append(cols[1])
-        tags.append(cols[3])
+        pair = token_tag(line)
+        if pair is not None:
+            toks.append(pair[0])
+            tags.append(pair[1])
     return out
+
+
+def parse_conllu(text: str) -> list[dict]:
+    """Sentences as ``{"tokens", "tags"}`` (FORM, UPOS); comments, multi-word ranges and
+    empty nodes are skipped."""
+
+    def token_tag(line: str):
+        cols = line.split("\t")
+        if line.startswith("#") or len(cols) < 4 or "-" in cols[0] or "." in cols[0]:
+            return None
+        return cols[1], cols[3]
+
+    return _sentences(text, token_tag)
 
 
 def parse_panx(text: str, lang: str) -> list[dict]:
     """PAN-X ``lang:token<TAB>tag`` lines, sentences separated by blank lines."""
-    out, toks, tags = [], [], []
-    for line in text.splitlines() + [""]:
-        if not line.strip():
-            if toks:
-                out.append({"tokens": toks, "tags": tags})
-            toks, tags = [], []
-            continue
+
+    def token_tag(line: str):
         tok, _, tag = line.rpartition("\t")
-        toks.append(tok[len(lang) + 1:] if tok.startswith(f"{lang}:") else tok)
-        tags.append(tag)
-    return out
+        return (tok[len(lang) + 1:] if tok.startswith(f"{lang}:") else tok), tag
+
+    return _sentences(text, token_tag)
 
 
 def read_tsv(path: Path, a: str, b: str, label: str, where=None) -> list[dict]:

@@ -3,12 +3,10 @@ Multi-Task Learning" (``rlw.md``)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor
 
-from mtlkit.weighting.base import LOSSES, Weighting, register, weighted_direction
+from mtlkit.weighting.base import LOSSES, SeededWeighting, register, weighted_direction
 
 #: the six distributions of ``rlw.md`` §3
 DISTRIBUTIONS = ("uniform", "normal", "dirichlet", "bernoulli", "constrained_bernoulli",
@@ -104,7 +102,7 @@ def _mc_random_normal(num_tasks: int, seed: int, n_samples: int) -> Tensor:
 
 
 @register
-class RLW(Weighting):
+class RLW(SeededWeighting):
     r"""Random Loss Weighting (``rlw.md`` §3, Eq. 3 and Algorithm 1).
 
     Each call draws :math:`\tilde\lambda \sim p(\tilde\lambda)` and uses
@@ -142,16 +140,8 @@ class RLW(Weighting):
     modes = (LOSSES,)
 
     def __init__(self, dist: str = "normal", seed: int = 0) -> None:
-        super().__init__()
+        super().__init__(seed)
         self.dist = _check_dist(dist)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ValueError(f"RLW: seed must be an integer, got {seed!r}")
-        self.seed = seed
-        self._gen = torch.Generator().manual_seed(seed)
-
-    def reset(self) -> None:
-        super().reset()
-        self._gen = torch.Generator().manual_seed(self.seed)
 
     def params(self, num_tasks: int) -> tuple[Tensor, Tensor] | None:
         """(mean, std) per task for ``random_normal``, else None."""
@@ -174,18 +164,3 @@ class RLW(Weighting):
         else:
             w = w.to(losses.device)
         return weighted_direction(w, grads), w
-
-    def state_dict(self) -> dict[str, Any]:
-        state = super().state_dict()
-        state["generator_state"] = self._gen.get_state().clone()
-        return state
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        state = dict(state)
-        gen_state = state.pop("generator_state", None)
-        super().load_state_dict(state)
-        self._gen = torch.Generator()
-        if gen_state is not None:
-            self._gen.set_state(gen_state.clone())
-        else:
-            self._gen.manual_seed(self.seed)
