@@ -11,7 +11,18 @@ the same model and batches:
 * AutoLambda    ``GradEngine(model, AutoLambda).step(...)`` (no query batch)
 
 and prints the medians and the ratios MetaWeighting/floor and */EW as JSON.
-Usage: ``python benchmarks/metaweighting_overhead.py [--tasks 4] [--device cpu]``.
+
+Two models, one batch per task (the text setting of ``metaweighting.txt`` §6):
+
+* ``--model textcnn``: App. B's network, a TextCNN (kernels 3/5/7, ``--filters``
+  each, ``--dim``-d embeddings, frozen unless ``--train-embeddings``) and one linear
+  softmax head per task, on random token sequences of length ``--seq``;
+* ``--model mlp``: a 3-layer MLP on dense features, the worst case for the
+  bi-level overhead: every weight is used once per example, so the backward
+  passes are cheap next to the T x P gradient rows MetaWeighting must store
+  and multiply.
+
+Usage: ``python benchmarks/metaweighting_overhead.py [--model textcnn] [--tasks 14]``.
 """
 
 from __future__ import annotations
@@ -26,20 +37,34 @@ from torch import nn
 
 from mtlkit import weighting as W
 from mtlkit.arch import HPS
+from mtlkit.encoders import TextCNN
 from mtlkit.grads import GradEngine
 
 
-def build(tasks: int, dim: int, hidden: int, device: str) -> HPS:
+def build(a: argparse.Namespace) -> HPS:
+    """The benchmark's HPS model (see the module docstring)."""
     torch.manual_seed(0)
-    enc = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
-                        nn.Linear(hidden, hidden), nn.ReLU())
-    return HPS(enc, {f"t{i}": nn.Linear(hidden, 2) for i in range(tasks)}).to(device)
+    if a.model == "textcnn":
+        enc = TextCNN(vocab_size=a.vocab, embed_dim=a.dim, num_filters=a.filters, dropout=0.0,
+                      freeze_embeddings=not a.train_embeddings)
+        width = enc.out_features
+    else:
+        enc = nn.Sequential(nn.Linear(a.dim, a.hidden), nn.ReLU(), nn.Linear(a.hidden, a.hidden),
+                            nn.ReLU(), nn.Linear(a.hidden, a.hidden), nn.ReLU())
+        width = a.hidden
+    heads = {f"t{i}": nn.Linear(width, 2) for i in range(a.tasks)}
+    return HPS(enc, heads).to(a.device)
 
 
-def batches(model: HPS, n: int, dim: int, device: str, seed: int):
+def batches(model: HPS, a: argparse.Namespace, seed: int):
+    """One random batch per task: token ids (textcnn) or features (mlp), and labels."""
     g = torch.Generator().manual_seed(seed)
-    x = {t: torch.randn(n, dim, generator=g).to(device) for t in model.tasks}
-    y = {t: torch.randint(0, 2, (n,), generator=g).to(device) for t in model.tasks}
+    if a.model == "textcnn":
+        x = {t: torch.randint(1, a.vocab, (a.batch, a.seq), generator=g).to(a.device)
+             for t in model.tasks}
+    else:
+        x = {t: torch.randn(a.batch, a.dim, generator=g).to(a.device) for t in model.tasks}
+    y = {t: torch.randint(0, 2, (a.batch,), generator=g).to(a.device) for t in model.tasks}
     return x, y
 
 
@@ -61,10 +86,15 @@ def timed(fn, repeats: int, device: str, clock) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--tasks", type=int, default=4)
-    ap.add_argument("--dim", type=int, default=300)
-    ap.add_argument("--hidden", type=int, default=512)
-    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--model", choices=("textcnn", "mlp"), default="textcnn")
+    ap.add_argument("--tasks", type=int, default=14, help="14: sentiment, 16: topics")
+    ap.add_argument("--dim", type=int, default=50, help="embedding (textcnn) / input (mlp) size")
+    ap.add_argument("--hidden", type=int, default=256, help="mlp width")
+    ap.add_argument("--filters", type=int, default=100, help="textcnn filters per kernel size")
+    ap.add_argument("--vocab", type=int, default=20000)
+    ap.add_argument("--seq", type=int, default=128, help="textcnn tokens per example")
+    ap.add_argument("--train-embeddings", action="store_true")
+    ap.add_argument("--batch", type=int, default=32, help="examples per task (App. B: 256)")
     ap.add_argument("--repeats", type=int, default=30)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2)
@@ -72,9 +102,9 @@ def main() -> None:
                     help="process = CPU time of this process (robust on a shared CPU)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    model = build(a.tasks, a.dim, a.hidden, a.device)
-    xs, ys = batches(model, a.batch, a.dim, a.device, 1)
-    xq, yq = batches(model, a.batch, a.dim, a.device, 2)
+    model = build(a)
+    xs, ys = batches(model, a, 1)
+    xq, yq = batches(model, a, 2)
     crit = {t: nn.functional.cross_entropy for t in model.tasks}
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
 
@@ -100,8 +130,8 @@ def main() -> None:
                 torch.autograd.grad(losses[i], params + model.task_parameters(t),
                                     retain_graph=i < len(losses) - 1)
 
-    res = {"device": a.device, "threads": a.threads, "tasks": a.tasks, "batch": a.batch,
-           "hidden": a.hidden, "shared_params": sum(p.numel() for p in params)}
+    res = {k: v for k, v in vars(a).items() if k != "repeats"}
+    res["shared_params"] = sum(p.numel() for p in params if p.requires_grad)
     fns = {"EW": engine_step("EW"), "floor": floor,
            "MetaWeighting": engine_step("MetaWeighting"),
            "MetaWeighting_adam": engine_step("MetaWeighting", inner="adam"),

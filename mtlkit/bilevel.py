@@ -12,7 +12,10 @@ regrouped so that each step needs no extra forward pass):
    architecture's auxiliary loss is back-propagated once, unweighted.
 
 So the cost is two forward passes and 2T per-task backward passes through
-the shared part, the floor for an exact per-task hypergradient.
+the shared part, the floor for an exact per-task hypergradient, plus what
+cannot be avoided on top: writing the 2T gradient rows and two T x P products
+(D and the direction).  G^s alternates between two buffers, so the strategy
+keeps the previous one by reference instead of copying it (``owned=True``).
 
 A row of G covers the shared parameters and then every task's parameters
 (:func:`row_parameters`).  Row t is zero in the blocks of tasks j != t, so
@@ -30,7 +33,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mtlkit.grads import StepResult
+from mtlkit.grads import StepResult, _flatten_into, _write_grads
 
 
 def row_parameters(model: Any) -> list:
@@ -47,7 +50,9 @@ class _Layout:
     own: dict[str, list]
     offsets: dict[str, int]  # start of each task's block
     numel: int
+    n_shared: int  # the shared block is row[:n_shared]
     bufs: dict[str, Tensor] = field(default_factory=dict)
+    parity: int = 0  # which of the two support buffers this step writes
 
     def buffer(self, key: str, rows: int, like: Tensor) -> Tensor:
         """A zero-initialised rows x numel buffer, reused across steps.  Blocks of
@@ -70,29 +75,25 @@ def _layout(engine: Any) -> _Layout:
         for t in model.tasks:
             offsets[t] = i
             i += sum(p.numel() for p in own[t])
-        lay = _Layout(shared, own, offsets, i)
+        lay = _Layout(shared, own, offsets, i, sum(p.numel() for p in shared))
         engine._bilevel_layout = lay
     return lay
 
 
 def _fill(buf: Tensor, losses: list[Tensor], lay: _Layout, tasks: tuple[str, ...],
           retain_last: bool) -> None:
-    """buf[i] = grad L_i w.r.t. the shared parameters and task i's own parameters."""
-    n = len(tasks)
+    """buf[i] = grad L_i w.r.t. the shared parameters and task i's own parameters
+    (one concatenating copy per block, straight into the row)."""
+    n, k = len(tasks), len(lay.shared)
     for i, t in enumerate(tasks):
-        params = lay.shared + lay.own[t]
-        gs = torch.autograd.grad(losses[i], params, retain_graph=retain_last or i < n - 1,
-                                 allow_unused=True)
-        row, k = buf[i], 0
-        for j, (g, p) in enumerate(zip(gs, params)):
-            if j == len(lay.shared):
-                k = lay.offsets[t]
-            m = p.numel()
-            if g is None:
-                row[k:k + m].zero_()
-            else:
-                row[k:k + m].copy_(g.reshape(-1))
-            k += m
+        gs = torch.autograd.grad(losses[i], lay.shared + lay.own[t],
+                                 retain_graph=retain_last or i < n - 1, allow_unused=True)
+        _flatten_into(buf[i, :lay.n_shared], gs[:k], lay.shared)
+        if lay.own[t]:
+            start = lay.offsets[t]
+            end = start + sum(p.numel() for p in lay.own[t])
+            _flatten_into(buf[i, start:end], gs[k:], lay.own[t])
+        del gs  # free this task's gradients before the next backward allocates
 
 
 def _task_losses(engine: Any, inputs: Any, targets: Mapping, criteria: Mapping
@@ -113,7 +114,8 @@ def step(engine: Any, inputs: Any, targets: Mapping[str, Tensor], criteria: Mapp
     lay = _layout(engine)
     losses, outs = _task_losses(engine, inputs, targets, criteria)
     aux = model.auxiliary_loss()  # of the support forward, before the query forward
-    gs = lay.buffer("support", len(tasks), lay.shared[0])
+    lay.parity ^= 1  # alternate two support buffers: the strategy keeps the last one
+    gs = lay.buffer(f"support{lay.parity}", len(tasks), lay.shared[0])
     _fill(gs, losses, lay, tasks, retain_last=aux is not None)
     q_inputs, q_targets = query
     with torch.enable_grad():
@@ -121,24 +123,10 @@ def step(engine: Any, inputs: Any, targets: Mapping[str, Tensor], criteria: Mapp
         gq = lay.buffer("query", len(tasks), lay.shared[0])
         _fill(gq, q_losses, lay, tasks, retain_last=False)
     losses, q_losses = torch.stack(losses).detach(), torch.stack(q_losses).detach()
-    d, w = strat.combine(losses, gs, query_losses=q_losses, query_grads=gq)
-    _set_grads(lay.shared + [p for t in tasks for p in lay.own[t]], d)
+    d, w = strat.combine(losses, gs, query_losses=q_losses, query_grads=gq, owned=True)
+    _write_grads(lay.shared + [p for t in tasks for p in lay.own[t]], d, as_views=True)
     if aux is not None:
         aux.backward()
     return StepResult(losses, w.detach(), {t: o.detach() for t, o in outs.items()},
                       query_losses=q_losses)
 
-
-def _set_grads(params: list, direction: Tensor) -> None:
-    """theta.grad (+)= its slice of the flat direction.  ``direction`` is a fresh
-    tensor owned by this step, so a parameter without a gradient gets a view of
-    it (no copy)."""
-    i = 0
-    for p in params:
-        n = p.numel()
-        g = direction[i:i + n].view_as(p)
-        if p.grad is None:
-            p.grad = g
-        else:
-            p.grad.add_(g)
-        i += n

@@ -12,6 +12,7 @@ from scipy.optimize import minimize
 from mtlkit.weighting.min_norm import (
     gram64,
     min_norm_2,
+    min_norm_active_set,
     min_norm_element,
     min_norm_exact,
     min_norm_frank_wolfe,
@@ -19,7 +20,8 @@ from mtlkit.weighting.min_norm import (
 
 
 def qp_reference(m: np.ndarray) -> float:
-    """min_{lambda in simplex} lambda^T M lambda by SLSQP from several starts."""
+    """min_{lambda in simplex} lambda^T M lambda by SLSQP from several starts (each
+    answer put back on the simplex, so the reference is a feasible objective value)."""
     t = m.shape[0]
     best = np.inf
     for x0 in [np.full(t, 1 / t)] + list(np.eye(t)):
@@ -27,7 +29,9 @@ def qp_reference(m: np.ndarray) -> float:
                      bounds=[(0, 1)] * t,
                      constraints=({"type": "eq", "fun": lambda x: x.sum() - 1},),
                      options={"ftol": 1e-15, "maxiter": 1000})
-        best = min(best, float(r.x @ m @ r.x))
+        x = np.clip(r.x, 0, None)
+        x /= x.sum()
+        best = min(best, float(x @ m @ x))
     return best
 
 
@@ -58,6 +62,40 @@ def test_exact_solver_matches_qp_with_tiny_kkt_residual(t, p, degenerate):
         scale = float(m.diagonal().max())
         assert kkt_residual(lam, m) < 1e-8 * scale
         assert float(lam @ m @ lam) <= qp_reference(m.numpy()) + 1e-9 * scale
+
+
+@pytest.mark.parametrize("t,p", [(2, 5), (3, 2), (5, 3), (8, 40), (14, 6), (16, 300), (40, 30)])
+@pytest.mark.parametrize("kind", ["random", "parallel", "opposite", "shifted"])
+def test_active_set_matches_qp_and_enumeration_with_tiny_kkt_residual(t, p, kind):
+    """Wolfe's method against SLSQP (every T), the support enumeration (T <= 10),
+    and the KKT conditions; "shifted" gradients share a large common component,
+    so lambda* is interior and Frank-Wolfe is at its slowest."""
+    for seed in range(3):
+        g = torch.randn(t, p, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+        if kind == "parallel":
+            g[1] = 2 * g[0]
+        elif kind == "opposite":
+            g[1] = -0.5 * g[0]
+        elif kind == "shifted":
+            g += 3.0
+        m = gram64(g)
+        lam = min_norm_active_set(m)
+        scale = float(m.diagonal().max())
+        assert lam.min() >= 0 and abs(float(lam.sum()) - 1) < 1e-12
+        assert kkt_residual(lam, m) < 1e-10 * scale
+        assert float(lam @ m @ lam) <= qp_reference(m.numpy()) + 1e-10 * scale
+        if t <= 10:
+            ex = min_norm_exact(m)
+            assert abs(float(lam @ m @ lam - ex @ m @ ex)) < 1e-10 * scale
+
+
+def test_auto_picks_an_exact_solver_where_frank_wolfe_is_slow():
+    g = torch.randn(14, 50, generator=torch.Generator().manual_seed(0), dtype=torch.float64) + 3
+    m = gram64(g)
+    lam, _ = min_norm_element(g)  # "auto"
+    fw = min_norm_frank_wolfe(m)  # 250 iterations
+    assert kkt_residual(lam, m) < 1e-10 * float(m.diagonal().max())
+    assert kkt_residual(fw, m) > 1e3 * kkt_residual(lam, m)
 
 
 @pytest.mark.parametrize("t,p", [(3, 2), (4, 10), (6, 40)])
@@ -94,7 +132,7 @@ def test_two_task_closed_form_against_brute_force():
     # the 2-task solvers all give the closed form
     m = random_gram(2, 4, 1)
     gam, _ = min_norm_2(m[0, 0], m[0, 1], m[1, 1])
-    for lam in (min_norm_frank_wolfe(m), min_norm_exact(m)):
+    for lam in (min_norm_frank_wolfe(m), min_norm_exact(m), min_norm_active_set(m)):
         torch.testing.assert_close(lam, torch.stack([gam, 1 - gam]), atol=1e-10, rtol=0)
 
 
@@ -138,6 +176,6 @@ def test_solvers_stay_on_the_simplex(t, p, seed, kind):
     elif kind == "opposite":
         g = g[:1] * torch.tensor([(-1.0) ** k for k in range(t)], dtype=g.dtype)[:, None]
     m = gram64(g)
-    for lam in (min_norm_frank_wolfe(m), min_norm_exact(m)):
+    for lam in (min_norm_frank_wolfe(m), min_norm_exact(m), min_norm_active_set(m)):
         assert torch.isfinite(lam).all() and lam.min() >= 0
         assert abs(float(lam.sum()) - 1) < 1e-9

@@ -8,12 +8,30 @@ solves (one transfer per step).
 from __future__ import annotations
 
 import numpy as np
+import torch
 from torch import Tensor
+
+#: columns per block of :func:`inner_products` on the CPU (two T x 16384 float32
+#: blocks stay in cache; measured 2x faster than one call at T = 14, P = 2e5)
+CPU_BLOCK = 16384
 
 
 def gram(grads: Tensor) -> np.ndarray:
     """M = G G^T as a float64 NumPy array."""
     return (grads @ grads.T).detach().double().cpu().numpy()
+
+
+def inner_products(a: Tensor, b: Tensor) -> Tensor:
+    """A B^T for two wide T x P matrices.  On the CPU, summed over column blocks
+    of :data:`CPU_BLOCK` (a skinny product of long rows is memory-bound, and
+    blocking keeps both operands in cache); elsewhere one matmul."""
+    p = a.shape[1]
+    if a.device.type != "cpu" or p <= 2 * CPU_BLOCK:
+        return a @ b.T
+    out = a[:, :CPU_BLOCK] @ b[:, :CPU_BLOCK].T
+    for i in range(CPU_BLOCK, p, CPU_BLOCK):
+        out.addmm_(a[:, i:i + CPU_BLOCK], b[:, i:i + CPU_BLOCK].T)
+    return out
 
 
 def psd_factor(m: np.ndarray, eps: float = 1e-12) -> np.ndarray:
@@ -25,6 +43,4 @@ def psd_factor(m: np.ndarray, eps: float = 1e-12) -> np.ndarray:
 
 def to_weights(x: np.ndarray, like: Tensor) -> Tensor:
     """A NumPy vector as a tensor on ``like``'s device and dtype."""
-    import torch
-
     return torch.as_tensor(np.asarray(x), dtype=like.dtype, device=like.device)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from torch import Tensor
 
 from mtlkit.weighting.base import PARAM, REP, Weighting, register
-from mtlkit.weighting.min_norm import gram64, solve_min_norm
+from mtlkit.weighting.min_norm import METHODS, gram64, solve_min_norm
 
 NORMALIZATIONS = ("none", "l2", "loss", "loss+")
-SOLVERS = ("auto", "fw", "exact")
+SOLVERS = METHODS
 
 
 def gradient_normalizers(losses: Tensor, sq_norms: Tensor, kind: str) -> Tensor:
@@ -56,8 +56,9 @@ class MGDA(Weighting):
         'none' (default, as LibMTL), 'l2', 'loss' or 'loss+' (Sener & Koltun's options).
     solver:
         'fw' (Frank-Wolfe with exact line search, the paper's algorithm, exact
-        closed form for 2 tasks), 'exact' (support enumeration, T <= 10), or
-        'auto' (exact for T <= 8, else Frank-Wolfe; both solve the same problem).
+        closed form for 2 tasks), 'exact' (support enumeration, T <= 10),
+        'active' (Wolfe's active-set method, exact for any T), or 'auto'
+        (the fastest exact one for the device; all solve the same problem).
     iters:
         Frank-Wolfe iterations (the authors' code: 250).
     tol:

@@ -15,6 +15,8 @@ Solvers (all work on M only, on any device and dtype, without host syncs):
   (``metaweighting.txt`` Algorithm 2; Sener & Koltun 2018, Algorithm 2).
 * :func:`min_norm_exact`  exact for small T by enumerating the supports
   (every face of the simplex), in one batched solve.
+* :func:`min_norm_active_set`  exact for any T: Wolfe's (1976) minimum-norm
+  point algorithm on M, a finite active-set method run on the host in float64.
 
 Derived in ``notebooks/20_mgda_and_the_common_descent_direction.ipynb``.
 
@@ -23,7 +25,9 @@ duality gap on the host, i.e. one GPU->CPU sync per iteration.  On CPU tensors w
 break as soon as the gap is below ``tol``; on an accelerator we run exactly
 ``iters`` iterations and *freeze* lambda (a masked update) once the gap is
 below ``tol``: no sync, the result is the same, but the cost is always ``iters``
-tiny kernels.  :func:`min_norm_exact` avoids iterations altogether for T <= 10.
+tiny kernels.  :func:`min_norm_exact` avoids iterations altogether for T <= 10;
+:func:`min_norm_active_set` needs M on the host (one T x T transfer, one sync)
+but ends, exactly, after a few active-set changes.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from __future__ import annotations
 import itertools
 from functools import lru_cache
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -166,28 +171,109 @@ def min_norm_exact(gram: Tensor, ridge: float = 1e-12) -> Tensor:
     return x[torch.argmin(obj)]
 
 
+def min_norm_active_set(gram: Tensor, tol: float = 1e-12, max_iter: int | None = None) -> Tensor:
+    """Exact solution of (1) for any T by Wolfe's minimum-norm-point algorithm.
+
+    Work on the points p_k with Gram matrix M (scaled so that max_k M_kk = 1),
+    x = sum_k lambda_k p_k.  Keep a *corral* S (the support of lambda):
+
+    * major step: j = argmin_k (M lambda)_k, the vertex minimising x . p_k.  If
+      the Frank-Wolfe gap lambda^T M lambda - (M lambda)_j <= ``tol``, lambda
+      satisfies the KKT conditions of (1) and is optimal; else add j to S.
+    * minor step: the affine minimiser of S, alpha = argmin_{1^T a = 1} a^T M_SS a,
+      from the KKT system [M_SS 1; 1^T 0] [a; mu] = [0; 1].  If alpha > 0 it
+      becomes lambda_S; otherwise move from lambda_S towards alpha until the
+      first coordinate hits 0, drop it from S, and repeat.
+
+    Each major step strictly lowers ||x||, and there are finitely many corrals,
+    so it ends in a finite number of steps (Wolfe 1976), in practice a few per
+    task; ``max_iter`` (default 50 T) only guards against round-off cycling.
+    Runs in NumPy float64; returns lambda on M's device and dtype.
+    """
+    m = _check_gram(gram)
+    t = m.shape[0]
+    b = m.detach().to("cpu", torch.float64).numpy()
+    b = b / max(float(np.diagonal(b).max()), np.finfo(np.float64).tiny)
+    lam = np.zeros(t)
+    support = [int(np.argmin(np.diagonal(b)))]
+    lam[support[0]] = 1.0
+    for _ in range(max_iter or 50 * t):
+        ml = b @ lam
+        j = int(np.argmin(ml))
+        if lam @ ml - ml[j] <= tol or j in support:
+            break
+        support.append(j)
+        lam = _minor_cycle(b, lam, support)
+    return torch.as_tensor(lam, dtype=m.dtype, device=m.device)
+
+
+def _minor_cycle(b: np.ndarray, lam: np.ndarray, support: list) -> np.ndarray:
+    """Wolfe's minor cycle: move lambda to the affine minimiser of the corral,
+    dropping vertices (from ``support``, in place) that the move sends to 0."""
+    eps = 1e-14
+    while True:
+        s = np.asarray(support)
+        k = len(s)
+        kkt = np.ones((k + 1, k + 1))
+        kkt[:k, :k], kkt[k, k] = b[np.ix_(s, s)], 0.0
+        rhs = np.zeros(k + 1)
+        rhs[k] = 1.0
+        alpha = _solve_kkt(kkt, rhs)[:k]
+        if alpha.min() > eps:
+            lam = np.zeros_like(lam)
+            lam[s] = alpha
+            return lam
+        cur = lam[s]
+        neg = alpha <= eps
+        theta = np.min(cur[neg] / np.maximum(cur[neg] - alpha[neg], eps))
+        new = np.clip(cur + min(theta, 1.0) * (alpha - cur), 0.0, None)
+        new[np.argmin(np.where(neg, new, np.inf))] = 0.0  # at least one leaves
+        lam = np.zeros_like(lam)
+        lam[s] = new / new.sum()
+        support[:] = [i for i, v in zip(s.tolist(), new) if v > 0]
+
+
+def _solve_kkt(a: np.ndarray, rhs: np.ndarray) -> np.ndarray:
+    """a x = rhs by LU, or by least squares when a is (nearly) singular."""
+    try:
+        x = np.linalg.solve(a, rhs)
+        if np.isfinite(x).all() and np.abs(a @ x - rhs).max() < 1e-10:
+            return x
+    except np.linalg.LinAlgError:
+        pass
+    return np.linalg.lstsq(a, rhs, rcond=None)[0]
+
+
 def min_norm_element(grads: Tensor, method: str = "auto", iters: int = 250,
                      tol: float = 1e-8) -> tuple[Tensor, Tensor]:
     """lambda* of (1) from the T x P vectors themselves, and d = G^T lambda*.
 
-    ``method``: ``"fw"`` (Frank-Wolfe), ``"exact"`` (support enumeration), or
-    ``"auto"`` (exact for T <= 8, else Frank-Wolfe).  lambda is float64; d has G's dtype.
+    ``method``: one of :data:`METHODS` (see :func:`solve_min_norm`).
+    lambda is float64; d has G's dtype.
     """
     m = gram64(grads)
     lam = solve_min_norm(m, method, iters, tol)
     return lam, lam.to(grads.dtype) @ grads
 
 
+METHODS = ("auto", "fw", "exact", "active")
+
+
 def solve_min_norm(m: Tensor, method: str = "auto", iters: int = 250,
                    tol: float = 1e-8) -> Tensor:
-    """Dispatch to one of the solvers of (1) by name (see :func:`min_norm_element`)."""
+    """Solve (1) by name: ``"fw"`` (Frank-Wolfe, Algorithm 2; ``iters``, ``tol``),
+    ``"exact"`` (support enumeration, T <= 10), ``"active"`` (Wolfe's active set),
+    or ``"auto"``: the fastest exact solver, i.e. ``"active"`` on the CPU and, on an
+    accelerator, the sync-free ``"exact"`` for T <= 8 and ``"active"`` above."""
     if method == "auto":
-        method = "exact" if m.shape[0] <= 8 else "fw"
+        method = "exact" if m.device.type != "cpu" and m.shape[0] <= 8 else "active"
     if method == "fw":
         return min_norm_frank_wolfe(m, iters=iters, tol=tol)
     if method == "exact":
         return min_norm_exact(m)
-    raise ValueError(f"unknown min-norm method {method!r}; choose 'auto', 'fw' or 'exact'")
+    if method == "active":
+        return min_norm_active_set(m)
+    raise ValueError(f"unknown min-norm method {method!r}; choose one of {METHODS}")
 
 
 def _check_gram(gram: Tensor) -> Tensor:
