@@ -272,6 +272,18 @@ def test_finite_and_deterministic(name, t, data, gkind, dtype):
         assert torch.equal(w1, w2) and torch.equal(d1, d2)
 
 
+def test_gls_stays_finite_at_extreme_losses():
+    """A zero loss next to two of 1e30 with gradients of 1e15 in float32 (found by the
+    property test above): the clamp to [eps, 1/eps] keeps the direction finite, and
+    inside that range the weights are still exactly L_GLS / (T L_t)."""
+    g = 1e15 * torch.randn(3, 5, generator=torch.Generator().manual_seed(0))
+    d, w = W.get("GLS").combine(torch.tensor([0.0, 1e30, 1e30]), g)
+    assert torch.isfinite(d).all() and torch.isfinite(w).all()
+    L = torch.tensor([0.5, 2.0, 8.0], dtype=torch.float64)
+    _, w = W.get("GLS").combine(L, None)
+    torch.testing.assert_close(w, L.prod() ** (1 / 3) / (3 * L), rtol=1e-12, atol=0)
+
+
 # ------------------------------------------------------------ state round trip
 @pytest.mark.parametrize("name,hp", [("UW", {"lr": 0.05}), ("GradNorm", {"lr": 0.05}),
                                      ("DWA", {"period": 2}), ("FAMO", {}), ("GLS", {}),
@@ -311,7 +323,7 @@ def test_reset_forgets_state():
     ("DWA", {"period": 0}, "period must be a positive integer"),
     ("FAMO", {"eps": 0.0}, "eps must be > 0"),
     ("FAMO", {"gamma": -1.0}, "gamma must be"),
-    ("GLS", {"eps": -1.0}, "eps must be a positive"),
+    ("GLS", {"eps": -1.0}, "eps must be a number in"),
 ])
 def test_bad_hyperparameters_raise_clearly(name, hp, msg):
     with pytest.raises(ValueError, match=msg):

@@ -29,14 +29,16 @@ class GLS(Weighting):
     the gradient of the geometric mean: a task's weight is inversely
     proportional to its loss, a scale-invariant balancing (multiplying
     :math:`L_t` by c multiplies :math:`L_{GLS}` by :math:`c^{1/T}` and leaves
-    every minimiser unchanged).  Losses are clamped at ``eps`` so that a zero
-    loss gives a large, finite weight.  Derived in
+    every minimiser unchanged).  Losses are clamped to [eps, 1/eps], so that a
+    zero loss gives a large, finite weight and no weight exceeds 1/(T eps^2)
+    (with the default eps = 1e-8 the direction stays finite in float32 even for
+    gradients of 1e15).  Derived in
     ``notebooks/10_learned_and_calculated_loss_weights.ipynb``.
 
     Parameters
     ----------
     eps:
-        Floor on each loss inside the log and the division.
+        Each loss is clamped to [eps, 1/eps] inside the log and the division.
     """
 
     name = "GLS"
@@ -44,13 +46,13 @@ class GLS(Weighting):
 
     def __init__(self, eps: float = 1e-8) -> None:
         super().__init__()
-        if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps > 0):
-            raise ValueError(f"GLS: eps must be a positive number, got {eps!r}")
+        if not (isinstance(eps, (int, float)) and math.isfinite(eps) and 0 < eps < 1):
+            raise ValueError(f"GLS: eps must be a number in (0, 1), got {eps!r}")
         self.eps = float(eps)
 
     def combine(self, losses: Tensor, grads: Tensor | None = None):
         t = self._check(losses, grads)
-        L = torch.nan_to_num(losses.detach(), nan=self.eps).clamp_min(self.eps)
+        L = torch.nan_to_num(losses.detach(), nan=self.eps).clamp(self.eps, 1 / self.eps)
         logL = torch.log(L)
         # w_t = exp(mean log L - log L_t) / T, computed in log space (no overflow)
         w = torch.exp(logL.mean() - logL) / t
