@@ -276,8 +276,8 @@ def test_gls_stays_finite_at_extreme_losses():
     """A zero loss next to two of 1e30 with gradients of 1e15 in float32 (found by the
     property test above): the clamp to [eps, 1/eps] keeps the direction finite, and
     inside that range the weights are still exactly L_GLS / (T L_t)."""
-    g = 1e15 * torch.randn(3, 5, generator=torch.Generator().manual_seed(0))
-    d, w = W.get("GLS").combine(torch.tensor([0.0, 1e30, 1e30]), g)
+    g = 1e15 * torch.randn(3, 5, generator=torch.Generator().manual_seed(0), dtype=torch.float32)
+    d, w = W.get("GLS").combine(torch.tensor([0.0, 1e30, 1e30], dtype=torch.float32), g)
     assert torch.isfinite(d).all() and torch.isfinite(w).all()
     L = torch.tensor([0.5, 2.0, 8.0], dtype=torch.float64)
     _, w = W.get("GLS").combine(L, None)
