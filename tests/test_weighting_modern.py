@@ -24,9 +24,19 @@ def random_problem(seed: int, t: int = 3, p: int = 12):
 
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("c", [0.2, 0.5, 0.9])
-def test_cagrad_solves_its_primal_socp(seed, c):
-    """d maximises min_t g_t.d over the ball ||d - g0|| <= c||g0|| (solved by cvxpy)."""
-    losses, grads = random_problem(seed)
+@pytest.mark.parametrize("t,kind", [(3, "random"), (2, "random"), (5, "random"), (8, "random"),
+                                    (12, "random"), (4, "parallel"), (4, "opposite"),
+                                    (4, "shifted")])
+def test_cagrad_solves_its_primal_socp(seed, c, t, kind):
+    """d maximises min_t g_t.d over the ball ||d - g0|| <= c||g0|| (solved by cvxpy), with
+    the exact face-enumeration dual (T <= 10) and SLSQP (T = 12)."""
+    losses, grads = random_problem(seed, t)
+    if kind == "parallel":
+        grads[1] = 2 * grads[0]
+    elif kind == "opposite":  # 0 is in the convex hull of the gradients
+        grads[1] = -grads[0]
+    elif kind == "shifted":
+        grads += 2.0
     d, w = W.get("CAGrad", c=c, rescale=0).combine(losses, grads)
     g = grads.numpy()
     g0 = g.mean(0)
@@ -34,9 +44,29 @@ def test_cagrad_solves_its_primal_socp(seed, c):
     prob = cp.Problem(cp.Maximize(cp.min(g @ x)), [cp.norm(x - g0) <= c * np.linalg.norm(g0)])
     prob.solve(solver=cp.CLARABEL)
     ours = (g @ d.numpy()).min()
-    assert ours == pytest.approx(prob.value, rel=1e-4, abs=1e-6)
+    assert ours == pytest.approx(prob.value, rel=1e-4, abs=1e-6 * np.abs(g).max() ** 2)
     assert np.linalg.norm(d.numpy() - g0) <= c * np.linalg.norm(g0) * (1 + 1e-6)
     assert torch.allclose(w @ grads, d)
+
+
+@pytest.mark.parametrize("t", [2, 3, 6, 9])
+def test_cagrad_exact_dual_matches_slsqp(t):
+    """The face-enumeration dual never does worse than SLSQP on the dual objective."""
+    from mtlkit.weighting.cagrad import cagrad_weights, cagrad_weights_exact
+
+    rng = np.random.default_rng(t)
+    for _ in range(10):
+        g = rng.normal(size=(t, 7)) + rng.normal(size=7)
+        m = g @ g.T
+        b = np.full(t, 1 / t)
+        s = 0.5 * np.sqrt(b @ m @ b)
+
+        def f(w, m=m, b=b, s=s):
+            return w @ m @ b + s * np.sqrt(max(w @ m @ w, 0.0))
+
+        we = cagrad_weights_exact(m, 0.5)
+        assert we.min() >= 0 and abs(we.sum() - 1) < 1e-12
+        assert f(we) <= f(cagrad_weights(m, 0.5)) + 1e-9 * np.abs(m).max()
 
 
 def test_cagrad_c0_is_ew_and_rescale():

@@ -132,7 +132,7 @@ def min_norm_frank_wolfe(gram: Tensor, iters: int = 250, tol: float = 1e-8,
 
 
 @lru_cache(maxsize=16)
-def _supports(t: int) -> Tensor:
+def simplex_faces(t: int) -> Tensor:
     """All 2^T - 1 non-empty subsets of range(T) as a boolean (S, T) mask."""
     rows = [[k in s for k in range(t)] for r in range(1, t + 1)
             for s in itertools.combinations(range(t), r)]
@@ -156,7 +156,7 @@ def min_norm_exact(gram: Tensor, ridge: float = 1e-12) -> Tensor:
     if t > 10:
         raise ValueError(f"min_norm_exact enumerates 2^T supports; T={t} is too many, "
                          "use min_norm_frank_wolfe")
-    s = _supports(t).to(m.device)
+    s = simplex_faces(t).to(m.device)
     sf = s.to(m.dtype)
     mask2 = sf[:, :, None] * sf[:, None, :]
     scale = torch.diagonal(m).abs().max().clamp_min(torch.finfo(m.dtype).tiny)
