@@ -20,7 +20,11 @@ Two models, one batch per task (the text setting of ``metaweighting.txt`` §6):
 * ``--model mlp``: a 3-layer MLP on dense features, the worst case for the
   bi-level overhead: every weight is used once per example, so the backward
   passes are cheap next to the T x P gradient rows MetaWeighting must store
-  and multiply.
+  and multiply;
+* ``--model dense``: one input for all tasks, the RLW paper's NYUv2 network
+  (dilated ResNet-50, three ASPP heads; ``benchmarks/weighting_overhead.py``)
+  at ``--size`` H W, ``--batch`` images; each per-task backward then runs
+  through the whole encoder, so the floor is about 4.7x EW.
 
 Usage: ``python benchmarks/metaweighting_overhead.py [--model textcnn] [--tasks 14]``.
 """
@@ -30,7 +34,9 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -39,6 +45,19 @@ from mtlkit import weighting as W
 from mtlkit.arch import HPS
 from mtlkit.encoders import TextCNN
 from mtlkit.grads import GradEngine
+
+
+def dense_problem(a: argparse.Namespace):
+    """(model, support, query, criteria) for ``--model dense``: the NYUv2 problem of
+    ``weighting_overhead.py`` and a second random batch as the query batch."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from weighting_overhead import nyuv2_problem
+
+    model, x, y, crit, _ = nyuv2_problem(a.device, a.batch, tuple(a.size))
+    gen = torch.Generator().manual_seed(2)
+    xq = torch.randn(x.shape, generator=gen).to(a.device)
+    yq = {k: v[torch.randperm(v.shape[0], generator=gen)] for k, v in y.items()}
+    return model, (x, y), (xq, yq), crit
 
 
 def build(a: argparse.Namespace) -> HPS:
@@ -86,7 +105,7 @@ def timed(fn, repeats: int, device: str, clock) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", choices=("textcnn", "mlp"), default="textcnn")
+    ap.add_argument("--model", choices=("textcnn", "mlp", "dense"), default="textcnn")
     ap.add_argument("--tasks", type=int, default=14, help="14: sentiment, 16: topics")
     ap.add_argument("--dim", type=int, default=50, help="embedding (textcnn) / input (mlp) size")
     ap.add_argument("--hidden", type=int, default=256, help="mlp width")
@@ -94,7 +113,9 @@ def main() -> None:
     ap.add_argument("--vocab", type=int, default=20000)
     ap.add_argument("--seq", type=int, default=128, help="textcnn tokens per example")
     ap.add_argument("--train-embeddings", action="store_true")
-    ap.add_argument("--batch", type=int, default=32, help="examples per task (App. B: 256)")
+    ap.add_argument("--batch", type=int, default=32,
+                    help="examples per task (App. B: 256); images for dense (RLW: 8)")
+    ap.add_argument("--size", type=int, nargs=2, default=[288, 384], help="dense H W")
     ap.add_argument("--repeats", type=int, default=30)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=2)
@@ -102,10 +123,14 @@ def main() -> None:
                     help="process = CPU time of this process (robust on a shared CPU)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    model = build(a)
-    xs, ys = batches(model, a, 1)
-    xq, yq = batches(model, a, 2)
-    crit = {t: nn.functional.cross_entropy for t in model.tasks}
+    if a.model == "dense":
+        model, (xs, ys), (xq, yq), crit = dense_problem(a)
+        a.tasks = len(model.tasks)
+    else:
+        model = build(a)
+        xs, ys = batches(model, a, 1)
+        xq, yq = batches(model, a, 2)
+        crit = {t: nn.functional.cross_entropy for t in model.tasks}
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
 
     def engine_step(name: str, **kw):
@@ -124,7 +149,11 @@ def main() -> None:
     def floor():
         model.zero_grad(set_to_none=True)
         for x, y in ((xs, ys), (xq, yq)):
-            out = {t: model.decode(model.encode(x[t]), t) for t in model.tasks}
+            if isinstance(x, dict):  # one batch per task
+                out = {t: model.decode(model.encode(x[t]), t) for t in model.tasks}
+            else:  # one batch for all tasks: one encoder forward
+                rep = model.encode(x)
+                out = {t: model.decode(rep, t) for t in model.tasks}
             losses = [crit[t](out[t], y[t]) for t in model.tasks]
             for i, t in enumerate(model.tasks):
                 torch.autograd.grad(losses[i], params + model.task_parameters(t),
