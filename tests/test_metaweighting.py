@@ -360,6 +360,21 @@ def test_engine_run_equals_a_functional_replay(inner):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
+def test_a_lent_buffer_is_never_written():
+    """After combine(..., owned=True) the strategy holds the caller's buffer; a later
+    plain call must copy into a buffer of its own, not into the lent one."""
+    strat = W.get("MetaWeighting", eta=0.1)
+    losses = torch.ones(3, dtype=torch.float64)
+    lent = torch.randn(3, 4, dtype=torch.float64)
+    kept = lent.clone()
+    strat.combine(losses, lent, query_losses=losses, query_grads=torch.randn(3, 4,
+                  dtype=torch.float64), owned=True)
+    other = torch.randn(3, 4, dtype=torch.float64)
+    strat.combine(losses, other, query_losses=losses, query_grads=torch.randn(3, 4,
+                  dtype=torch.float64))
+    assert torch.equal(lent, kept) and torch.equal(strat._prev, other)
+
+
 def test_heads_get_the_weighted_support_gradient():
     model = tiny()
     xs, ys, xq, yq = batches()

@@ -208,6 +208,7 @@ class Hypergradient(Weighting):
         self.hypergrad: Tensor | None = None  #: last T x T matrix D (rows d_t)
         self.lam: Tensor | None = None  #: last lambda (min-norm) or ones (sum)
         self._prev: Tensor | None = None
+        self._borrowed = False  #: _prev is the caller's buffer (combine(..., owned=True))
         self._optimizer: Any = None
         self._params: list | None = None
 
@@ -227,6 +228,7 @@ class Hypergradient(Weighting):
     def reset(self) -> None:
         super().reset()
         self.w = self.hypergrad = self.lam = self._prev = None
+        self._borrowed = False
 
     def state_dict(self) -> dict[str, Any]:
         """Also the previous step's support gradients, so a resumed run's next
@@ -237,7 +239,7 @@ class Hypergradient(Weighting):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         state = dict(state)
-        self._prev = state.pop("prev_grads", None)
+        self._prev, self._borrowed = state.pop("prev_grads", None), False
         super().load_state_dict(state)
 
     # ------------------------------------------------------------------
@@ -284,11 +286,13 @@ class Hypergradient(Weighting):
         self.w = self.w.to(grads)  # after load_state_dict w is on the CPU
         self.update_weights(val, overwrite_val=owned and query_grads is not None)
         if owned:
-            self._prev = grads
-        else:
-            if self._prev is None or self._prev.shape != grads.shape:
+            self._prev, self._borrowed = grads, True
+        else:  # copy into a buffer of our own (never into one the caller lent us)
+            if self._prev is None or self._borrowed or self._prev.shape != grads.shape \
+                    or self._prev.device != grads.device or self._prev.dtype != grads.dtype:
                 self._prev = torch.empty_like(grads)
             self._prev.copy_(grads)
+            self._borrowed = False
         weights = self.w / t  # Eq. 9: the inner objective is (1/T) sum_t w_t L^s_t
         return weights @ grads, weights
 
