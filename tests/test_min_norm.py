@@ -89,6 +89,19 @@ def test_active_set_matches_qp_and_enumeration_with_tiny_kkt_residual(t, p, kind
             assert abs(float(lam @ m @ lam - ex @ m @ ex)) < 1e-10 * scale
 
 
+def test_active_set_survives_non_finite_gradients():
+    """A diverged gradient (inf or NaN in M) gives weights on the simplex, no warning."""
+    import warnings
+
+    inf_row = torch.tensor([[float("inf"), 0, 0], [0, 1, 0], [0, 0, 1]], dtype=torch.float64)
+    for m in (inf_row, torch.full((3, 3), float("nan"), dtype=torch.float64)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            lam = min_norm_active_set(m)
+        assert torch.isfinite(lam).all() and lam.min() >= 0 and abs(float(lam.sum()) - 1) < 1e-12
+    assert float(min_norm_active_set(inf_row)[0]) == 0.0  # the infinite gradient gets no weight
+
+
 def test_auto_picks_an_exact_solver_where_frank_wolfe_is_slow():
     g = torch.randn(14, 50, generator=torch.Generator().manual_seed(0), dtype=torch.float64) + 3
     m = gram64(g)

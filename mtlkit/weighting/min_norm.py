@@ -193,6 +193,8 @@ def min_norm_active_set(gram: Tensor, tol: float = 1e-12, max_iter: int | None =
     m = _check_gram(gram)
     t = m.shape[0]
     b = m.detach().to("cpu", torch.float64).numpy()
+    big = np.finfo(np.float64).max / (4 * t)  # non-finite entries (diverged gradients) -> huge
+    b = np.nan_to_num(b, nan=0.0, posinf=big, neginf=-big)
     b = b / max(float(np.diagonal(b).max()), np.finfo(np.float64).tiny)
     lam = np.zeros(t)
     support = [int(np.argmin(np.diagonal(b)))]
