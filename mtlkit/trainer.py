@@ -425,6 +425,13 @@ class Trainer:
 
     def _log_step(self, r) -> None:
         losses, weights = r.losses.float().cpu(), r.weights.float().cpu()
+        if not torch.isfinite(losses).all():
+            bad = {t: float(v) for t, v in zip(self.tasks, losses) if not torch.isfinite(v)}
+            raise FloatingPointError(
+                f"training diverged at step {self.step_num}: the loss of {bad} is not finite. "
+                "Lower the learning rate, set clip_grad, or try another weighting. This step "
+                f"was not saved: a checkpoint in {self.run_dir} (checkpoint_every) is from "
+                "before it.")
         self._last_losses, self._last_weights = losses, weights
         row: dict[str, float] = {"step": self.step_num, "epoch": self.epoch + 1,
                                  "lr": self.optimizer.param_groups[0]["lr"]}

@@ -216,6 +216,23 @@ def test_bad_input_raises_clearly(tmp_path):
         Trainer(model_for({"b": 2, "a": 3}), weighting.get("EW"), homogeneous())
 
 
+@pytest.mark.parametrize("method", ["EW", "Nash-MTL", "UPGrad"])
+def test_a_diverged_run_stops_with_a_clear_message(tmp_path, method):
+    """A loss that turns NaN at the third step stops the run with FloatingPointError (not a
+    LinAlgError from a strategy's solver), and the message says what to do."""
+    calls = {"n": 0}
+
+    def nan_after_two(out, y):
+        calls["n"] += 1
+        loss = nn.functional.cross_entropy(out, y)
+        return loss * float("nan") if calls["n"] > 4 else loss  # 2 tasks x 2 steps
+
+    tr = fit(tmp_path, method=method, epochs=2)
+    tr.criteria = {t: nan_after_two for t in TOY}
+    with pytest.raises(FloatingPointError, match="diverged at step 3.*learning rate"):
+        tr.fit()
+
+
 def test_amp_and_channels_last_fall_back_on_cpu_with_a_warning(tmp_path):
     with pytest.warns(UserWarning, match="CUDA only"):
         tr = fit(tmp_path, amp="bf16", channels_last=True, epochs=1)

@@ -67,3 +67,18 @@ def test_one_step_moves_every_shared_parameter(name, mode):
     after = model.shared_parameters()
     moved = [not torch.equal(b, a.detach()) for b, a in zip(before, after)]
     assert all(moved), f"{name} in {mode} mode left a shared parameter unchanged"
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf"])
+def test_non_finite_gradients_never_crash_a_solver(bad):
+    """A diverged step (NaN or inf gradients) must reach the trainer, which stops the run
+    with a clear message; no strategy may raise from its solver first."""
+    g = torch.ones(3, 5, dtype=torch.float64)
+    g[0] = float(bad)
+    for name in W.names():
+        if W.base._REGISTRY[name].needs_query:
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            d, w = W.get(name).combine(torch.ones(3, dtype=torch.float64), g)
+        assert w.shape == (3,), name

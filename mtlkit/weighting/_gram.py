@@ -34,9 +34,18 @@ def inner_products(a: Tensor, b: Tensor) -> Tensor:
     return out
 
 
+def symmetric_finite(m: np.ndarray) -> np.ndarray:
+    """(M + M^T) / 2 with non-finite entries (diverged gradients) made finite, so
+    that an eigen-solver gives a (meaningless) answer instead of a LinAlgError;
+    the trainer stops such a run with a clear message."""
+    big = np.sqrt(np.finfo(np.float64).max) / max(len(m), 1)
+    m = np.nan_to_num(m, nan=0.0, posinf=big, neginf=-big)
+    return (m + m.T) / 2
+
+
 def psd_factor(m: np.ndarray, eps: float = 1e-12) -> np.ndarray:
     """R with R^T R = M for a symmetric PSD M (eigen square root, clipped at 0)."""
-    vals, vecs = np.linalg.eigh((m + m.T) / 2)
+    vals, vecs = np.linalg.eigh(symmetric_finite(m))
     vals = np.clip(vals, 0.0, None)
     return (vecs * np.sqrt(vals + eps * max(vals.max(initial=0.0), 1.0))).T
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from torch import Tensor
 
-from mtlkit.weighting._gram import gram, to_weights
+from mtlkit.weighting._gram import gram, symmetric_finite, to_weights
 from mtlkit.weighting.base import PARAM, REP, Weighting, register
 
 
@@ -16,7 +16,7 @@ def balance_matrix(m: np.ndarray, rtol: float = 1e-8) -> np.ndarray:
     singular values equal to sigma_min: condition number 1 on the span of G.
     Directions with singular value below rtol * sigma_max are dropped.
     """
-    vals, vecs = np.linalg.eigh((m + m.T) / 2)
+    vals, vecs = np.linalg.eigh(symmetric_finite(m))
     sv = np.sqrt(np.clip(vals, 0.0, None))
     keep = sv > rtol * max(sv.max(initial=0.0), 1e-300)
     if not keep.any():

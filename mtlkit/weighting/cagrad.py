@@ -128,16 +128,22 @@ class CAGrad(Weighting):
         t = self._check(losses, grads)
         m = gram(grads)
         b = np.full(t, 1.0 / t)
+        if self.c == 0 or not np.isfinite(m).all():  # EW (diverged gradients: nothing to solve)
+            return self._finish(b, grads)
         w = cagrad_weights_exact(m, self.c) if t <= EXACT_MAX_TASKS else \
             cagrad_weights(m, self.c)
         gw_norm = np.sqrt(max(w @ m @ w, 0.0))
         g0_norm = np.sqrt(max(b @ m @ b, 0.0))
-        if self.c == 0 or g0_norm == 0:
+        if g0_norm == 0:
             coef = b
         elif gw_norm > 1e-8 * np.sqrt(max(np.diagonal(m).max(), 0.0)):
             coef = b + self.c * g0_norm / gw_norm * w  # d = G^T (b + lam w)
         else:
             coef = no_conflict_projection(m)
-        coef /= {0: 1.0, 1: 1.0 + self.c**2, 2: 1.0 + self.c}[self.rescale]
+        return self._finish(coef, grads)
+
+    def _finish(self, coef: np.ndarray, grads: Tensor) -> tuple[Tensor, Tensor]:
+        """Apply ``rescale`` and return (G^T coef, coef)."""
+        coef = coef / {0: 1.0, 1: 1.0 + self.c**2, 2: 1.0 + self.c}[self.rescale]
         weights = to_weights(coef, grads)
         return weights @ grads, weights
