@@ -125,6 +125,19 @@ def test_graddrop_hand_case():
     torch.testing.assert_close(graddrop_direction(g, u, leak=1.0), g.sum(0))
 
 
+@pytest.mark.parametrize("leak", [0.0, 0.3])
+def test_graddrop_equals_the_papers_explicit_masks(leak):
+    """Chen et al. Eqs. 1-3 with explicit T x P masks M_t against the two-pass form."""
+    for seed in range(5):
+        g = rand_g(4, 200, seed)
+        g[:, :20] = g[:1, :20] * torch.tensor([1.0, 2.0, 0.5, 3.0], dtype=g.dtype)[:, None]  # pure
+        u = torch.rand(200, generator=torch.Generator().manual_seed(seed), dtype=g.dtype)
+        purity = sign_purity(g)
+        masks = ((purity > u) & (g > 0)) | ((purity < u) & (g < 0))
+        ref = ((leak + (1 - leak) * masks.to(g.dtype)) * g).sum(0)
+        torch.testing.assert_close(graddrop_direction(g, u, leak), ref, rtol=1e-12, atol=1e-12)
+
+
 def test_graddrop_class_uses_its_seeded_uniforms():
     g = rand_g(3, 50, 1, torch.float32)
     d, w = W.get("GradDrop", seed=5).combine(torch.ones(3), g)

@@ -33,14 +33,15 @@ def sign_purity(grads: Tensor, eps: float = 1e-12) -> Tensor:
 def graddrop_direction(grads: Tensor, u: Tensor, leak: float = 0.0) -> Tensor:
     """d = sum_t (leak + (1 - leak) M_t) g_t,  M_t = 1[P > U] 1[g_t > 0] + 1[P < U] 1[g_t < 0]."""
     # coordinate-wise, M_t keeps every positive g_t (if P > U) or every negative one
-    # (if P < U), so sum_t M_t g_t is the sum of the positive or of the negative parts:
-    # two passes over G instead of building T x P masks
-    pos = grads.clamp(min=0).sum(0)
-    neg = grads.clamp(max=0).sum(0)
-    p = 0.5 * (1 + (pos + neg) / (pos - neg + 1e-12))  # = sign_purity(grads)
-    zero = torch.zeros((), dtype=grads.dtype, device=grads.device)
-    kept = torch.where(p > u, pos, torch.where(p < u, neg, zero))
-    return kept if leak == 0 else leak * (pos + neg) + (1 - leak) * kept
+    # (if P < U), so sum_t M_t g_t is the sum of the positive parts, (tot + |g|_1) / 2,
+    # or of the negative ones, (tot - |g|_1) / 2, with tot = sum_t g_t.  And
+    # P > U  <=>  tot > (2U - 1) sum_t |g_t|: no division, two passes over G, and
+    # masks applied by multiplication (torch.where is several times slower on CPU).
+    tot = grads.sum(0)
+    ab = grads.abs().sum(0)
+    thr = u.mul(2).sub_(1).mul_(ab)
+    kept = (tot + ab).mul_(tot.gt(thr)).add_((tot - ab).mul_(tot.lt(thr))).mul_(0.5)
+    return kept if leak == 0 else leak * tot + (1 - leak) * kept
 
 
 @register
