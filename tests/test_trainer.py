@@ -113,7 +113,7 @@ def test_same_seed_same_run_and_no_overwrite(tmp_path):
     assert not r1.steps["loss/a"].equals(r3.steps["loss/a"])  # other batches
 
 
-@pytest.mark.parametrize("method", ["RLW", "UW"])  # random weights; learnable weights
+@pytest.mark.parametrize("method", ["RLW", "UW", "MetaWeighting"])  # random, learnt, bi-level
 def test_resume_after_crash_matches_uninterrupted(tmp_path, method):
     kw = dict(method=method, dropout=0.3, epochs=4, checkpoint_every=5, scheduler="step",
               step_size=2, lr=0.01)
