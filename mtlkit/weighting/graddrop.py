@@ -37,8 +37,11 @@ def graddrop_direction(grads: Tensor, u: Tensor, leak: float = 0.0) -> Tensor:
     # or of the negative ones, (tot - |g|_1) / 2, with tot = sum_t g_t.  And
     # P > U  <=>  tot > (2U - 1) sum_t |g_t|: no division, two passes over G, and
     # masks applied by multiplication (torch.where is several times slower on CPU).
-    tot = grads.sum(0)
-    ab = grads.abs().sum(0)
+    tot, ab = grads.sum(0), grads.abs().sum(0)
+    if u.shape != tot.shape:  # u broadcasts against the coordinates (many draws at once)
+        shape = torch.broadcast_shapes(u.shape, tot.shape)
+        tot, ab, u = (x.expand(shape).contiguous() for x in (tot, ab, u))
+    # in place where possible: fresh P-sized temporaries cost more than the arithmetic
     thr = u.mul(2).sub_(1).mul_(ab)
     kept = (tot + ab).mul_(tot.gt(thr)).add_((tot - ab).mul_(tot.lt(thr))).mul_(0.5)
     return kept if leak == 0 else leak * tot + (1 - leak) * kept
