@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.optimize import minimize
 
+from mtlkit.weighting._gram import gram64
 from mtlkit.weighting.min_norm import (
-    gram64,
     min_norm_2,
     min_norm_active_set,
     min_norm_element,

@@ -16,9 +16,14 @@ from torch import Tensor
 CPU_BLOCK = 16384
 
 
+def gram64(grads: Tensor) -> Tensor:
+    """M = G G^T in float64 on G's device (T x T; the small solves run in float64)."""
+    return inner_products(grads, grads).double()
+
+
 def gram(grads: Tensor) -> np.ndarray:
-    """M = G G^T as a float64 NumPy array."""
-    return (grads @ grads.T).detach().double().cpu().numpy()
+    """M = G G^T as a float64 NumPy array (for the solves on the host)."""
+    return gram64(grads.detach()).cpu().numpy()
 
 
 def inner_products(a: Tensor, b: Tensor) -> Tensor:

@@ -7,8 +7,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mtlkit.weighting._gram import gram64
 from mtlkit.weighting.base import PARAM, REP, Weighting, register
-from mtlkit.weighting.min_norm import gram64
 
 
 def reproducing_weights(grads: Tensor, direction: Tensor, ridge: float = 1e-10) -> Tensor:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from mtlkit.weighting._gram import gram64
 from mtlkit.weighting.base import PARAM, REP, SeededWeighting, register
-from mtlkit.weighting.min_norm import gram64
 
 
 def vaccine_coefficient(rho: Tensor, target: Tensor, norm_i: Tensor, norm_j: Tensor) -> Tensor:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from mtlkit.weighting._gram import gram64
 from mtlkit.weighting.base import LOSSES, PARAM, REP, Weighting, register
-from mtlkit.weighting.min_norm import gram64
 
 METHODS = ("hybrid", "grad", "loss")
 

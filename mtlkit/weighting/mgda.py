@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from mtlkit.weighting._gram import gram64
 from mtlkit.weighting.base import PARAM, REP, Weighting, register
-from mtlkit.weighting.min_norm import METHODS, gram64, solve_min_norm
+from mtlkit.weighting.min_norm import METHODS, solve_min_norm
 
 NORMALIZATIONS = ("none", "l2", "loss", "loss+")
 SOLVERS = METHODS

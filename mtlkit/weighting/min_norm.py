@@ -39,11 +39,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-
-def gram64(grads: Tensor) -> Tensor:
-    """M = G G^T in float64 on G's device (T x T; the small solves run in float64)."""
-    m = grads @ grads.T
-    return m.double()
+from mtlkit.weighting._gram import gram64
 
 
 def min_norm_2(g1g1: Tensor, g1g2: Tensor, g2g2: Tensor) -> tuple[Tensor, Tensor]:
