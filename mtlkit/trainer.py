@@ -33,6 +33,9 @@ sees exactly the batches an uninterrupted one would.
 Model selection uses the validation split only (``select``); the chosen epoch
 is recorded and the test metrics reported are those at that epoch.  Derived
 and used in ``notebooks/01_the_mtl_problem.ipynb``.
+
+Checkpoints (:mod:`mtlkit.checkpoints`) hold everything a resumed run needs to
+continue exactly, with the run's identity (see :meth:`Trainer.fit`).
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
+from mtlkit import checkpoints
 from mtlkit.data.base import MTLData
 from mtlkit.grads import GradEngine
 from mtlkit.losses import criteria_for
@@ -247,7 +251,7 @@ class Trainer:
     run_dir:
         Where checkpoints, logs and results go.  A fresh run never reuses a
         non-empty directory: it appends ``-1``, ``-2``, ... .  ``fit(resume=True)``
-        continues the run whose checkpoint is in ``run_dir``.
+        continues the run whose checkpoint is in ``run_dir`` (see :meth:`fit`).
     labels:
         ``dataset``, ``architecture``, ``method`` names for the records
         (defaults: the data's name, the model's class, the strategy's name).
@@ -364,15 +368,29 @@ class Trainer:
         return (to_device(xs, self.device, self.channels_last), to_device(ys, self.device))
 
     # ---------------------------------------------------------------- fit
-    def fit(self, resume: bool = False) -> RunResult:
-        """Train for ``cfg.epochs`` epochs (continuing the checkpoint in
-        ``run_dir`` when ``resume`` and one exists) and return the results."""
+    def fit(self, resume: bool | str = False) -> RunResult:
+        """Train for ``cfg.epochs`` epochs and return the results.
+
+        ``resume=False`` starts afresh in ``run_dir`` (``run_dir-1``, ... when it is
+        not empty: a run never writes into another's folder).  ``resume=True``
+        continues from ``run_dir/checkpoint.pt``, ``resume="prev"`` from the
+        checkpoint before it; an absent or empty ``run_dir`` starts afresh there.
+        A resume is refused (:class:`~mtlkit.checkpoints.CheckpointError`, with the
+        file and the choices) when the checkpoint is damaged, would need code to
+        load, belongs to another run, or when ``run_dir`` holds a run but no
+        checkpoint; it never silently starts over.
+        """
+        identity = checkpoints.run_identity(self.model, self.weighting, self.data,
+                                            self._trajectory_config())
         self._setup()
-        ckpt = self.run_dir / "checkpoint.pt"
-        if resume and ckpt.exists():
-            self._load(ckpt)
-        else:
+        store = checkpoints.RunCheckpoints(self.run_dir)
+        state = store.resume(identity, "last" if resume is True else resume) if resume else None
+        if state is None:
             self.run_dir = _fresh_dir(self.run_dir)
+            store = checkpoints.RunCheckpoints(self.run_dir)  # only once the folder is ours
+        else:
+            self._restore(state)
+        self._checkpoints, self._identity = store, identity
         self.run_id = self.run_dir.name
         (self.run_dir / "config.json").write_text(json.dumps(self._meta(), indent=1, default=str))
         total = self.cfg.epochs * self.steps_per_epoch
@@ -388,14 +406,18 @@ class Trainer:
                     self._epoch_train_time = 0.0
                 if self.cfg.checkpoint_every and self.step_num % self.cfg.checkpoint_every == 0:
                     self._epoch_train_time += time.perf_counter() - t0
-                    self.save(ckpt)
+                    self.save()
                     t0 = time.perf_counter()
                 for cb in self.callbacks:
                     cb(self, self.step_num, self._last_losses, self._last_weights)
         finally:
             bar.close()
-        self.save(ckpt)
+        self.save()
         return self._finish()
+
+    def _trajectory_config(self) -> dict[str, Any]:
+        """The settings that shape the trajectory (all but :data:`_FREE_ON_RESUME`)."""
+        return {k: v for k, v in asdict(self.cfg).items() if k not in _FREE_ON_RESUME}
 
     def _train_step(self, bar) -> None:
         model, opt = self.model, self.optimizer
@@ -471,7 +493,7 @@ class Trainer:
             score = self._score(val)
             if self.best is None or score < self.best[0]:
                 self.best = (score, e)
-                _atomic_save(self.model.state_dict(), self.run_dir / "best_model.pt")
+                checkpoints.save(self.model.state_dict(), self.run_dir / "best_model.pt")
         if self.scheduler is not None:
             self.scheduler.step()
         self._reset_epoch_acc()
@@ -529,9 +551,12 @@ class Trainer:
         return {t: v["loss"] for t, v in self._eval_task(sets, self.tasks).items()}
 
     # --------------------------------------------------------- checkpoints
-    def save(self, path: str | Path) -> None:
-        """Write a checkpoint atomically (temporary file, then ``os.replace``)."""
-        state = {
+    def save(self) -> None:
+        """Write the run's checkpoint (see :class:`mtlkit.checkpoints.RunCheckpoints`)."""
+        self._checkpoints.save(self._state(), self._identity)
+
+    def _state(self) -> dict[str, Any]:
+        return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
@@ -546,16 +571,9 @@ class Trainer:
             "acc": (self._acc_loss, self._acc_w, self._acc_n, self._epoch_train_time),
             "config": asdict(self.cfg),
         }
-        _atomic_save(state, Path(path))
 
-    def _load(self, path: Path) -> None:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        now = asdict(self.cfg)
-        diff = {k: (v, now.get(k)) for k, v in state["config"].items()
-                if k not in _FREE_ON_RESUME and now.get(k) != v}
-        if diff:
-            raise ValueError(f"cannot resume {path}: the configuration changed "
-                             f"(saved, now): {diff}; resume with the same settings")
+    def _restore(self, state: Mapping[str, Any]) -> None:
+        """Continue from a checkpoint's state (its identity was checked)."""
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None:
@@ -566,7 +584,8 @@ class Trainer:
         if state["qstreams"] is not None:
             for k, s in state["qstreams"].items():
                 self.qstreams[k].load(s)
-        self.step_num, self.epoch, self.best = state["step"], state["epoch"], state["best"]
+        self.step_num, self.epoch = state["step"], state["epoch"]
+        self.best = None if state["best"] is None else tuple(state["best"])
         self.steps_log, self.epoch_rows = state["steps_log"], state["epoch_rows"]
         self.epoch_times = state["epoch_times"]
         self._acc_loss, self._acc_w, self._acc_n, self._epoch_train_time = state["acc"]
@@ -641,13 +660,6 @@ def _set_rng_state(s: Mapping[str, Any]) -> None:
     torch.set_rng_state(s["torch"])
     if s.get("cuda") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(s["cuda"])
-
-
-def _atomic_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def _fresh_dir(path: Path) -> Path:
