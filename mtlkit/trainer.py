@@ -35,7 +35,9 @@ is recorded and the test metrics reported are those at that epoch.  Derived
 and used in ``notebooks/01_the_mtl_problem.ipynb``.
 
 Checkpoints (:mod:`mtlkit.checkpoints`) hold everything a resumed run needs to
-continue exactly, with the run's identity (see :meth:`Trainer.fit`).
+continue exactly, with the run's identity; each step's losses, weights and
+max |gradient| reach the host in one transfer, and a non-finite one stops the
+run at that step, before the update is applied.
 """
 
 from __future__ import annotations
@@ -72,6 +74,10 @@ AMP_DTYPES = {None: None, "bf16": torch.bfloat16, "fp16": torch.float16}
 _RUN_HPARAMS = ("optimizer", "lr", "weight_decay", "batch_size", "epochs")
 #: settings that do not change the trajectory, so they may differ on resume
 _FREE_ON_RESUME = ("progress", "num_workers", "checkpoint_every")
+#: what a strategy raises for a non-finite loss or gradient row; the trainer re-raises it
+#: as FloatingPointError naming the step (add the strategy base's own class here if it is
+#: not a FloatingPointError)
+_NONFINITE_ERRORS: tuple[type[Exception], ...] = (FloatingPointError,)
 
 
 @dataclass
@@ -420,51 +426,86 @@ class Trainer:
         return {k: v for k, v in asdict(self.cfg).items() if k not in _FREE_ON_RESUME}
 
     def _train_step(self, bar) -> None:
+        """One step; stops at the step where a loss or the update turns non-finite,
+        before the optimizer applies it."""
         model, opt = self.model, self.optimizer
         model.train()
         xs, ys = self._draw(self.streams)
         query = self._draw(self.qstreams) if self.query_sets is not None else None
         opt.zero_grad(set_to_none=True)
+        step = self.step_num + 1
         with self._autocast():
-            r = self.engine.step(xs, ys, self.criteria, query=query)
-        if self.cfg.clip_grad is not None:
-            nn.utils.clip_grad_norm_(model.parameters(), self.cfg.clip_grad)
-        if self.amp_dtype == torch.float16 and not _grads_finite(model):
-            pass  # fp16 overflow: skip this update (no loss scaling; prefer bf16)
+            try:
+                r = self.engine.step(xs, ys, self.criteria, query=query)
+            except _NONFINITE_ERRORS as e:  # a strategy refused non-finite input
+                raise FloatingPointError(self._diverged(step, [str(e)])) from e
+        host = self._to_host(r)
+        if not math.isfinite(host["grad_max"]) or not torch.isfinite(host["losses"]).all():
+            fp16_overflow = (self.amp_dtype == torch.float16
+                             and torch.isfinite(host["losses"]).all())
+            if not fp16_overflow:  # fp16 has no loss scaling: skip an overflowed update
+                raise FloatingPointError(self._diverged(step, self._nonfinite_parts(host)))
         else:
+            if self.cfg.clip_grad is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), self.cfg.clip_grad)
             opt.step()
-        self.step_num += 1
-        self._log_step(r)
+        self.step_num = step
+        self._log_step(host)
         bar.update(1)
         if self.cfg.progress:
-            bar.set_postfix({t: f"{v:.3f}" for t, v in zip(self.tasks, r.losses.tolist())},
+            bar.set_postfix({t: f"{v:.3f}" for t, v in zip(self.tasks, host["losses"].tolist())},
                             refresh=False)
+
+    def _to_host(self, r) -> dict[str, Any]:
+        """The step's losses, weights, query losses and max |grad| in one transfer."""
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        gmax = (nn.utils.get_total_norm(grads, norm_type=math.inf) if grads
+                else torch.zeros((), device=self.device))
+        parts = [r.losses, r.weights] + ([r.query_losses] if r.query_losses is not None else [])
+        flat = torch.cat([t.detach().float().reshape(-1).to(self.device)
+                          for t in [*parts, gmax]]).cpu().double()
+        T = len(self.tasks)
+        return {"losses": flat[:T], "weights": flat[T:2 * T],
+                "query_losses": flat[2 * T:3 * T] if r.query_losses is not None else None,
+                "grad_max": float(flat[-1])}
+
+    def _nonfinite_parts(self, host: Mapping[str, Any]) -> list[str]:
+        """What is non-finite in this step: losses, the strategy's weights, and the
+        gradients (each task's head; the shared parameters)."""
+        parts = []
+        for key, what in (("losses", "the loss"), ("weights", f"{self.weighting.name}'s weight")):
+            bad = {t: float(v) for t, v in zip(self.tasks, host[key]) if not math.isfinite(v)}
+            if bad:
+                parts.append(f"{what} of {bad} is not finite")
+        if not math.isfinite(host["grad_max"]):
+            parts.append("the gradient is not finite in " + _nonfinite_grads(self.model))
+        return parts
+
+    def _diverged(self, step: int, parts: list[str]) -> str:
+        return (f"training diverged at step {step}: {'; '.join(parts)}. The update of this step "
+                "was not applied. Lower the learning rate, set clip_grad (clipping bounds a "
+                "large gradient, it cannot repair a NaN), avoid fp16 (use bf16 or float32), or "
+                f"try another weighting. A checkpoint in {self.run_dir} (checkpoint_every) is "
+                "from before this step.")
 
     def _autocast(self):
         if self.amp_dtype is None:
             return torch.autocast(device_type=self.device.type, enabled=False)
         return torch.autocast(device_type="cuda", dtype=self.amp_dtype)
 
-    def _log_step(self, r) -> None:
-        losses, weights = r.losses.float().cpu(), r.weights.float().cpu()
-        if not torch.isfinite(losses).all():
-            bad = {t: float(v) for t, v in zip(self.tasks, losses) if not torch.isfinite(v)}
-            raise FloatingPointError(
-                f"training diverged at step {self.step_num}: the loss of {bad} is not finite. "
-                "Lower the learning rate, set clip_grad, or try another weighting. This step "
-                f"was not saved: a checkpoint in {self.run_dir} (checkpoint_every) is from "
-                "before it.")
-        self._last_losses, self._last_weights = losses, weights
+    def _log_step(self, host: Mapping[str, Any]) -> None:
+        losses, weights, q = host["losses"], host["weights"], host["query_losses"]
+        self._last_losses, self._last_weights = losses.float(), weights.float()
         row: dict[str, float] = {"step": self.step_num, "epoch": self.epoch + 1,
                                  "lr": self.optimizer.param_groups[0]["lr"]}
         for i, t in enumerate(self.tasks):
             row[f"loss/{t}"] = float(losses[i])
             row[f"weight/{t}"] = float(weights[i])
-            if r.query_losses is not None:
-                row[f"query_loss/{t}"] = float(r.query_losses[i])
+            if q is not None:
+                row[f"query_loss/{t}"] = float(q[i])
         self.steps_log.append(row)
-        self._acc_loss += losses.double()
-        self._acc_w += weights.double()
+        self._acc_loss += losses
+        self._acc_w += weights
         self._acc_n += 1
 
     def _reset_epoch_acc(self) -> None:
@@ -644,8 +685,19 @@ def _batch_len(y: Any) -> int:
     return len(y)
 
 
-def _grads_finite(model: nn.Module) -> bool:
-    return all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+def _nonfinite_grads(model: nn.Module) -> str:
+    """Where ``.grad`` holds a NaN or inf: the heads of which tasks, the shared part."""
+    def bad(params) -> bool:
+        return any(p.grad is not None and not torch.isfinite(p.grad).all() for p in params)
+
+    where = []
+    if hasattr(model, "shared_parameters") and bad(model.shared_parameters()):
+        where.append("the shared parameters (the combined update)")
+    if hasattr(model, "task_parameters"):
+        heads = [t for t in model.tasks if bad(model.task_parameters(t))]
+        if heads:
+            where.append(f"the heads of tasks {heads} (each task's own gradient)")
+    return " and ".join(where) or "some parameters"
 
 
 def _rng_state() -> dict[str, Any]:
