@@ -33,6 +33,11 @@ sees exactly the batches an uninterrupted one would.
 Model selection uses the validation split only (``select``); the chosen epoch
 is recorded and the test metrics reported are those at that epoch.  Derived
 and used in ``notebooks/01_the_mtl_problem.ipynb``.
+
+Checkpoints (:mod:`mtlkit.checkpoints`) hold everything a resumed run needs to
+continue exactly, with the run's identity; each step's losses, weights and
+max |gradient| reach the host in one transfer, and a non-finite one stops the
+run at that step, before the update is applied.
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
 
+from mtlkit import checkpoints
 from mtlkit.data.base import MTLData
 from mtlkit.grads import GradEngine
 from mtlkit.losses import criteria_for
@@ -68,6 +74,10 @@ AMP_DTYPES = {None: None, "bf16": torch.bfloat16, "fp16": torch.float16}
 _RUN_HPARAMS = ("optimizer", "lr", "weight_decay", "batch_size", "epochs")
 #: settings that do not change the trajectory, so they may differ on resume
 _FREE_ON_RESUME = ("progress", "num_workers", "checkpoint_every")
+#: what a strategy raises for a non-finite loss or gradient row; the trainer re-raises it
+#: as FloatingPointError naming the step (add the strategy base's own class here if it is
+#: not a FloatingPointError)
+_NONFINITE_ERRORS: tuple[type[Exception], ...] = (FloatingPointError,)
 
 
 @dataclass
@@ -247,7 +257,7 @@ class Trainer:
     run_dir:
         Where checkpoints, logs and results go.  A fresh run never reuses a
         non-empty directory: it appends ``-1``, ``-2``, ... .  ``fit(resume=True)``
-        continues the run whose checkpoint is in ``run_dir``.
+        continues the run whose checkpoint is in ``run_dir`` (see :meth:`fit`).
     labels:
         ``dataset``, ``architecture``, ``method`` names for the records
         (defaults: the data's name, the model's class, the strategy's name).
@@ -364,15 +374,29 @@ class Trainer:
         return (to_device(xs, self.device, self.channels_last), to_device(ys, self.device))
 
     # ---------------------------------------------------------------- fit
-    def fit(self, resume: bool = False) -> RunResult:
-        """Train for ``cfg.epochs`` epochs (continuing the checkpoint in
-        ``run_dir`` when ``resume`` and one exists) and return the results."""
+    def fit(self, resume: bool | str = False) -> RunResult:
+        """Train for ``cfg.epochs`` epochs and return the results.
+
+        ``resume=False`` starts afresh in ``run_dir`` (``run_dir-1``, ... when it is
+        not empty: a run never writes into another's folder).  ``resume=True``
+        continues from ``run_dir/checkpoint.pt``, ``resume="prev"`` from the
+        checkpoint before it; an absent or empty ``run_dir`` starts afresh there.
+        A resume is refused (:class:`~mtlkit.checkpoints.CheckpointError`, with the
+        file and the choices) when the checkpoint is damaged, would need code to
+        load, belongs to another run, or when ``run_dir`` holds a run but no
+        checkpoint; it never silently starts over.
+        """
+        identity = checkpoints.run_identity(self.model, self.weighting, self.data,
+                                            self._trajectory_config())
         self._setup()
-        ckpt = self.run_dir / "checkpoint.pt"
-        if resume and ckpt.exists():
-            self._load(ckpt)
-        else:
+        store = checkpoints.RunCheckpoints(self.run_dir)
+        state = store.resume(identity, "last" if resume is True else resume) if resume else None
+        if state is None:
             self.run_dir = _fresh_dir(self.run_dir)
+            store = checkpoints.RunCheckpoints(self.run_dir)  # only once the folder is ours
+        else:
+            self._restore(state)
+        self._checkpoints, self._identity = store, identity
         self.run_id = self.run_dir.name
         (self.run_dir / "config.json").write_text(json.dumps(self._meta(), indent=1, default=str))
         total = self.cfg.epochs * self.steps_per_epoch
@@ -388,61 +412,100 @@ class Trainer:
                     self._epoch_train_time = 0.0
                 if self.cfg.checkpoint_every and self.step_num % self.cfg.checkpoint_every == 0:
                     self._epoch_train_time += time.perf_counter() - t0
-                    self.save(ckpt)
+                    self.save()
                     t0 = time.perf_counter()
                 for cb in self.callbacks:
                     cb(self, self.step_num, self._last_losses, self._last_weights)
         finally:
             bar.close()
-        self.save(ckpt)
+        self.save()
         return self._finish()
 
+    def _trajectory_config(self) -> dict[str, Any]:
+        """The settings that shape the trajectory (all but :data:`_FREE_ON_RESUME`)."""
+        return {k: v for k, v in asdict(self.cfg).items() if k not in _FREE_ON_RESUME}
+
     def _train_step(self, bar) -> None:
+        """One step; stops at the step where a loss or the update turns non-finite,
+        before the optimizer applies it."""
         model, opt = self.model, self.optimizer
         model.train()
         xs, ys = self._draw(self.streams)
         query = self._draw(self.qstreams) if self.query_sets is not None else None
         opt.zero_grad(set_to_none=True)
+        step = self.step_num + 1
         with self._autocast():
-            r = self.engine.step(xs, ys, self.criteria, query=query)
-        if self.cfg.clip_grad is not None:
-            nn.utils.clip_grad_norm_(model.parameters(), self.cfg.clip_grad)
-        if self.amp_dtype == torch.float16 and not _grads_finite(model):
-            pass  # fp16 overflow: skip this update (no loss scaling; prefer bf16)
+            try:
+                r = self.engine.step(xs, ys, self.criteria, query=query)
+            except _NONFINITE_ERRORS as e:  # a strategy refused non-finite input
+                raise FloatingPointError(self._diverged(step, [str(e)])) from e
+        host = self._to_host(r)
+        if not math.isfinite(host["grad_max"]) or not torch.isfinite(host["losses"]).all():
+            fp16_overflow = (self.amp_dtype == torch.float16
+                             and torch.isfinite(host["losses"]).all())
+            if not fp16_overflow:  # fp16 has no loss scaling: skip an overflowed update
+                raise FloatingPointError(self._diverged(step, self._nonfinite_parts(host)))
         else:
+            if self.cfg.clip_grad is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), self.cfg.clip_grad)
             opt.step()
-        self.step_num += 1
-        self._log_step(r)
+        self.step_num = step
+        self._log_step(host)
         bar.update(1)
         if self.cfg.progress:
-            bar.set_postfix({t: f"{v:.3f}" for t, v in zip(self.tasks, r.losses.tolist())},
+            bar.set_postfix({t: f"{v:.3f}" for t, v in zip(self.tasks, host["losses"].tolist())},
                             refresh=False)
+
+    def _to_host(self, r) -> dict[str, Any]:
+        """The step's losses, weights, query losses and max |grad| in one transfer."""
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        gmax = (nn.utils.get_total_norm(grads, norm_type=math.inf) if grads
+                else torch.zeros((), device=self.device))
+        parts = [r.losses, r.weights] + ([r.query_losses] if r.query_losses is not None else [])
+        flat = torch.cat([t.detach().float().reshape(-1).to(self.device)
+                          for t in [*parts, gmax]]).cpu().double()
+        T = len(self.tasks)
+        return {"losses": flat[:T], "weights": flat[T:2 * T],
+                "query_losses": flat[2 * T:3 * T] if r.query_losses is not None else None,
+                "grad_max": float(flat[-1])}
+
+    def _nonfinite_parts(self, host: Mapping[str, Any]) -> list[str]:
+        """What is non-finite in this step: losses, the strategy's weights, and the
+        gradients (each task's head; the shared parameters)."""
+        parts = []
+        for key, what in (("losses", "the loss"), ("weights", f"{self.weighting.name}'s weight")):
+            bad = {t: float(v) for t, v in zip(self.tasks, host[key]) if not math.isfinite(v)}
+            if bad:
+                parts.append(f"{what} of {bad} is not finite")
+        if not math.isfinite(host["grad_max"]):
+            parts.append("the gradient is not finite in " + _nonfinite_grads(self.model))
+        return parts
+
+    def _diverged(self, step: int, parts: list[str]) -> str:
+        return (f"training diverged at step {step}: {'; '.join(parts)}. The update of this step "
+                "was not applied. Lower the learning rate, set clip_grad (clipping bounds a "
+                "large gradient, it cannot repair a NaN), avoid fp16 (use bf16 or float32), or "
+                f"try another weighting. A checkpoint in {self.run_dir} (checkpoint_every) is "
+                "from before this step.")
 
     def _autocast(self):
         if self.amp_dtype is None:
             return torch.autocast(device_type=self.device.type, enabled=False)
         return torch.autocast(device_type="cuda", dtype=self.amp_dtype)
 
-    def _log_step(self, r) -> None:
-        losses, weights = r.losses.float().cpu(), r.weights.float().cpu()
-        if not torch.isfinite(losses).all():
-            bad = {t: float(v) for t, v in zip(self.tasks, losses) if not torch.isfinite(v)}
-            raise FloatingPointError(
-                f"training diverged at step {self.step_num}: the loss of {bad} is not finite. "
-                "Lower the learning rate, set clip_grad, or try another weighting. This step "
-                f"was not saved: a checkpoint in {self.run_dir} (checkpoint_every) is from "
-                "before it.")
-        self._last_losses, self._last_weights = losses, weights
+    def _log_step(self, host: Mapping[str, Any]) -> None:
+        losses, weights, q = host["losses"], host["weights"], host["query_losses"]
+        self._last_losses, self._last_weights = losses.float(), weights.float()
         row: dict[str, float] = {"step": self.step_num, "epoch": self.epoch + 1,
                                  "lr": self.optimizer.param_groups[0]["lr"]}
         for i, t in enumerate(self.tasks):
             row[f"loss/{t}"] = float(losses[i])
             row[f"weight/{t}"] = float(weights[i])
-            if r.query_losses is not None:
-                row[f"query_loss/{t}"] = float(r.query_losses[i])
+            if q is not None:
+                row[f"query_loss/{t}"] = float(q[i])
         self.steps_log.append(row)
-        self._acc_loss += losses.double()
-        self._acc_w += weights.double()
+        self._acc_loss += losses
+        self._acc_w += weights
         self._acc_n += 1
 
     def _reset_epoch_acc(self) -> None:
@@ -471,7 +534,7 @@ class Trainer:
             score = self._score(val)
             if self.best is None or score < self.best[0]:
                 self.best = (score, e)
-                _atomic_save(self.model.state_dict(), self.run_dir / "best_model.pt")
+                checkpoints.save(self.model.state_dict(), self.run_dir / "best_model.pt")
         if self.scheduler is not None:
             self.scheduler.step()
         self._reset_epoch_acc()
@@ -529,9 +592,12 @@ class Trainer:
         return {t: v["loss"] for t, v in self._eval_task(sets, self.tasks).items()}
 
     # --------------------------------------------------------- checkpoints
-    def save(self, path: str | Path) -> None:
-        """Write a checkpoint atomically (temporary file, then ``os.replace``)."""
-        state = {
+    def save(self) -> None:
+        """Write the run's checkpoint (see :class:`mtlkit.checkpoints.RunCheckpoints`)."""
+        self._checkpoints.save(self._state(), self._identity)
+
+    def _state(self) -> dict[str, Any]:
+        return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
@@ -546,16 +612,9 @@ class Trainer:
             "acc": (self._acc_loss, self._acc_w, self._acc_n, self._epoch_train_time),
             "config": asdict(self.cfg),
         }
-        _atomic_save(state, Path(path))
 
-    def _load(self, path: Path) -> None:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-        now = asdict(self.cfg)
-        diff = {k: (v, now.get(k)) for k, v in state["config"].items()
-                if k not in _FREE_ON_RESUME and now.get(k) != v}
-        if diff:
-            raise ValueError(f"cannot resume {path}: the configuration changed "
-                             f"(saved, now): {diff}; resume with the same settings")
+    def _restore(self, state: Mapping[str, Any]) -> None:
+        """Continue from a checkpoint's state (its identity was checked)."""
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None:
@@ -566,7 +625,8 @@ class Trainer:
         if state["qstreams"] is not None:
             for k, s in state["qstreams"].items():
                 self.qstreams[k].load(s)
-        self.step_num, self.epoch, self.best = state["step"], state["epoch"], state["best"]
+        self.step_num, self.epoch = state["step"], state["epoch"]
+        self.best = None if state["best"] is None else tuple(state["best"])
         self.steps_log, self.epoch_rows = state["steps_log"], state["epoch_rows"]
         self.epoch_times = state["epoch_times"]
         self._acc_loss, self._acc_w, self._acc_n, self._epoch_train_time = state["acc"]
@@ -625,8 +685,19 @@ def _batch_len(y: Any) -> int:
     return len(y)
 
 
-def _grads_finite(model: nn.Module) -> bool:
-    return all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+def _nonfinite_grads(model: nn.Module) -> str:
+    """Where ``.grad`` holds a NaN or inf: the heads of which tasks, the shared part."""
+    def bad(params) -> bool:
+        return any(p.grad is not None and not torch.isfinite(p.grad).all() for p in params)
+
+    where = []
+    if hasattr(model, "shared_parameters") and bad(model.shared_parameters()):
+        where.append("the shared parameters (the combined update)")
+    if hasattr(model, "task_parameters"):
+        heads = [t for t in model.tasks if bad(model.task_parameters(t))]
+        if heads:
+            where.append(f"the heads of tasks {heads} (each task's own gradient)")
+    return " and ".join(where) or "some parameters"
 
 
 def _rng_state() -> dict[str, Any]:
@@ -641,13 +712,6 @@ def _set_rng_state(s: Mapping[str, Any]) -> None:
     torch.set_rng_state(s["torch"])
     if s.get("cuda") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(s["cuda"])
-
-
-def _atomic_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def _fresh_dir(path: Path) -> Path:

@@ -115,3 +115,26 @@ def test_merge_single_task_keeps_each_runs_own_task():
     assert (merged["wall_time"] == 5.0).all() and (merged["method"] == "STL").all()
     with pytest.raises(ValueError, match="no records"):
         results.merge_single_task({"normal": a})
+
+
+def test_rerunning_notebook_01_rewrites_its_records_instead_of_appending(tmp_path):
+    """Notebook 01 executed twice into the same --out (smoke): its records.csv holds the
+    second run's records once, not both runs' (it doubled on every re-run)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    nb = root / "notebooks" / "01_the_mtl_problem.ipynb"
+    cmd = [sys.executable, "-m", "mtlkit.nbrun", str(nb), "--profile", "smoke", "--out",
+           str(tmp_path), "--force", "--no-progress"]
+    tables = []
+    for _ in range(2):
+        subprocess.run(cmd, check=True, cwd=root, capture_output=True)
+        (path,) = [p for p in tmp_path.rglob("records.csv") if "train" not in p.parts]
+        tables.append(results.read_records(path))
+    first, second = tables
+    assert len(second) == len(first) > 0
+    assert not set(first["run_id"]) & set(second["run_id"])  # the runs' folders were kept
+    cols = [c for c in first.columns if c not in ("run_id", "wall_time")]
+    pd.testing.assert_frame_equal(first[cols], second[cols])  # CPU smoke runs are exact

@@ -233,6 +233,62 @@ def test_a_diverged_run_stops_with_a_clear_message(tmp_path, method):
         tr.fit()
 
 
+class _NanGrad(torch.autograd.Function):
+    """The identity whose backward returns NaN: a finite loss with a NaN gradient."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * float("nan")
+
+
+@pytest.mark.parametrize("method", ["EW", "UW", "MGDA", "PCGrad"])
+def test_a_nonfinite_gradient_stops_the_run_at_its_step(tmp_path, method):
+    """Task a's loss stays finite, but its gradient is NaN at the third step: the run stops
+    at step 3 naming the gradient and the task, before the update is applied (the old
+    trainer applied it and blamed the loss of step 4)."""
+    calls = {"n": 0}
+
+    def nan_grad_at_three(out, y):
+        calls["n"] += 1
+        return nn.functional.cross_entropy(_NanGrad.apply(out) if calls["n"] == 3 else out, y)
+
+    tr = fit(tmp_path, method=method, epochs=2)
+    tr.criteria = {"a": nan_grad_at_three, "b": nn.functional.cross_entropy}
+    with pytest.raises(FloatingPointError) as err:
+        tr.fit()
+    msg = str(err.value)
+    assert "diverged at step 3:" in msg and "learning rate" in msg
+    assert "gradient is not finite" in msg and "heads of tasks ['a']" in msg
+    assert "loss of" not in msg
+    assert all(torch.isfinite(p).all() for p in tr.model.parameters())  # not applied
+
+
+def test_a_strategy_refusing_nonfinite_input_is_reported_with_the_step(tmp_path):
+    """When the strategy itself raises on a non-finite loss (naming the task), the trainer's
+    error keeps that message and adds the step."""
+    from mtlkit.weighting.ew import EW
+
+    class Strict(EW):
+        calls = 0
+
+        def combine(self, losses, grads=None):
+            Strict.calls += 1
+            if Strict.calls == 3:
+                raise FloatingPointError("EW: the loss of task 'b' is not finite (nan)")
+            return super().combine(losses, grads)
+
+    tr = Trainer(model_for(TOY), Strict(), homogeneous(), run_dir=tmp_path / "s", epochs=2,
+                 batch_size=16, progress=False)
+    with pytest.raises(FloatingPointError,
+                       match=r"diverged at step 3: EW: the loss of task 'b' is not finite.*"
+                             "learning rate"):
+        tr.fit()
+
+
 def test_amp_and_channels_last_fall_back_on_cpu_with_a_warning(tmp_path):
     with pytest.warns(UserWarning, match="CUDA only"):
         tr = fit(tmp_path, amp="bf16", channels_last=True, epochs=1)
