@@ -1,7 +1,9 @@
 """20 Newsgroups (``20news-bydate``) -> the four 4-class tasks of metaweighting Table 1.
 
-Checksum: published/known sha256 of ``20news-bydate.tar.gz`` (the value scikit-learn
-checks).  Output: ``<out>/newsgroups/{train,test}/<task>.tsv`` + MANIFEST.json, read by
+Checksum: the published sha256 of ``20news-bydate.tar.gz`` (the value scikit-learn's
+``fetch_20newsgroups`` pins), checked before anything is extracted.  Both sources are
+HTTPS: figshare (scikit-learn's mirror), then the original site.  Output:
+``<out>/newsgroups/{train,test}/<task>.tsv`` + MANIFEST.json, read by
 ``mtlkit.data.newsgroups.load_newsgroups``.
 
     python data_scripts/newsgroups.py --out .data
@@ -11,12 +13,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from _common import DownloadFailed, extract, fetch, parser
+from _archive import extract
+from _common import DownloadFailed, fetch, parse, parser, staged
 
-from mtlkit.data.newsgroups import TASKS, write_newsgroups
+from mtlkit.data.newsgroups import NAME, TASKS, write_newsgroups
 
 URL = "https://ndownloader.figshare.com/files/5975967"  # mirror of qwone.com/~jason/...
-MIRROR = "http://qwone.com/~jason/20Newsgroups/20news-bydate.tar.gz"
+MIRROR = "https://qwone.com/~jason/20Newsgroups/20news-bydate.tar.gz"
 FILE = "20news-bydate.tar.gz"
 SHA256 = "8f1b2514ca22a5ade8fbb9cfa5727df95fa587f4c87b786e15c759fa66d95610"
 
@@ -39,16 +42,18 @@ def collect(folder: Path) -> dict[str, list[tuple[int, str]]]:
     return out
 
 
-def main() -> None:
-    args = parser(__doc__).parse_args()
+def main(argv: list[str] | None = None) -> None:
+    args = parse(parser(__doc__, [FILE]), argv)
     try:
         archive = fetch(URL, FILE, args, SHA256)
-    except DownloadFailed:
+    except DownloadFailed as err:
+        print(f"  {err}; trying {MIRROR}")
         archive = fetch(MIRROR, FILE, args, SHA256)
-    raw = extract(archive, (args.raw or args.out / "raw") / "20news")
+    raw = extract(archive, args.raw / "20news")
     splits = {s: collect(raw / f"20news-bydate-{s}") for s in ("train", "test")}
-    out = write_newsgroups(args.out, splits)
-    print(f"wrote {out}")
+    with staged(args.out, NAME) as root:
+        write_newsgroups(root, splits)
+    print(f"wrote {args.out / NAME}")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,14 @@ import torch
 from torch.utils.data import Dataset
 
 from mtlkit.data.base import MTLData, TaskSpec
-from mtlkit.data.common import DataCorrupt, check_tasks, data_root, verify_manifest, write_manifest
+from mtlkit.data.common import (
+    DataCorrupt,
+    check_tasks,
+    data_root,
+    read_text,
+    verify_manifest,
+    write_manifest,
+)
 
 NAME = "celeba"
 SCRIPT = "celeba.py"
@@ -61,7 +68,7 @@ def load_celeba(tasks: list[str] | None = None, *, root: str | Path | None = Non
     """CelebA's 40 attributes (or the ``tasks`` subset) from the prepared arrays."""
     base = data_root(root) / NAME
     verify_manifest(base, NAME, SCRIPT, verify)
-    attributes = (base / "attributes.txt").read_text().split()
+    attributes = read_text(base / "attributes.txt", f"run `python data_scripts/{SCRIPT}`").split()
     names = check_tasks(tasks, attributes, NAME)
     cols = {t: attributes.index(t) for t in names}
     parts = {}

@@ -13,8 +13,9 @@ import hashlib
 import importlib.metadata as md
 import json
 import os
+import stat
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,17 +44,37 @@ def repo_root() -> Path | None:
 
 
 def cache_dir() -> Path:
-    """Where parsed/tokenised data are cached: ``$MTLKIT_CACHE``, else
-    ``<repo>/.cache/mtlkit``, else ``~/.cache/mtlkit``."""
+    """Where parsed/tokenised data are cached, per user: ``$MTLKIT_CACHE``, else
+    ``$XDG_CACHE_HOME/mtlkit``, else ``~/.cache/mtlkit``.
+
+    A new folder is created owner-only (``0o700``).  An existing one that belongs to
+    another user, or that other users can write to, is refused: an entry someone else can
+    replace is a file this process would load.
+    """
     env = os.environ.get("MTLKIT_CACHE")
     if env:
-        path = Path(env)
-    elif repo_root() is not None and os.access(repo_root(), os.W_OK):
-        path = repo_root() / ".cache" / "mtlkit"
+        path = Path(env).expanduser()
     else:
-        path = Path.home() / ".cache" / "mtlkit"
-    path.mkdir(parents=True, exist_ok=True)
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        path = (Path(xdg) if xdg else Path.home() / ".cache") / "mtlkit"
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _check_private(path)
     return path
+
+
+def _check_private(path: Path) -> None:
+    if not hasattr(os, "getuid"):  # Windows: no POSIX owners or modes
+        return
+    st = path.stat()
+    if st.st_uid != os.getuid():
+        raise PermissionError(
+            f"the cache folder {path} belongs to another user (uid {st.st_uid}); mtlkit "
+            "only loads caches you own. Set MTLKIT_CACHE to a folder of your own.")
+    if st.st_mode & 0o022:
+        raise PermissionError(
+            f"the cache folder {path} can be written by other users (mode "
+            f"{stat.S_IMODE(st.st_mode):o}); make it private (`chmod 700 {path}`) or set "
+            "MTLKIT_CACHE to a folder of your own.")
 
 
 def data_root(root: str | Path | None = None) -> Path:
@@ -80,6 +101,16 @@ def package_file(dist: str, relpath: str, purpose: str) -> Path:
     if not path.exists():
         raise DataUnavailable(f"{path} is missing from the installed {dist!r}. {hint}")
     return path
+
+
+def read_text(path: str | Path, howto: str = "") -> str:
+    """A UTF-8 text file.  Bytes that are not UTF-8 raise :class:`DataCorrupt` naming the
+    file and the offset (``howto`` says how to get a good copy)."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise DataCorrupt(f"{path}: byte {err.start} is not valid UTF-8 ({err.reason}); the "
+                          f"file is corrupt{'; ' + howto if howto else ''}.") from None
 
 
 # ----------------------------------------------------------------------------- hashing
@@ -112,19 +143,68 @@ def atomic_save(obj: Any, path: Path) -> None:
             os.remove(tmp)
 
 
-def cached(name: str, key: str, build, use_cache: bool = True) -> Any:
-    """Load ``<cache>/<name>-<key>.pt`` or build it with ``build()`` and save it."""
+CACHE_FORMAT = 2  # bump when the entry layout changes
+
+
+def _check_plain(obj: Any, where: str = "entry") -> None:
+    """Raise TypeError unless ``obj`` is made of tensors, dicts, lists, tuples, str,
+    numbers, bool and None only: what ``torch.load(weights_only=True)`` reads back."""
+    if isinstance(obj, torch.Tensor) or obj is None or isinstance(obj, (str, int, float, bool)):
+        return
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if not isinstance(k, (str, int)):
+                raise TypeError(f"cache {where}: key {k!r} is not a str or int")
+            _check_plain(v, f"{where}[{k!r}]")
+        return
+    if isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            _check_plain(v, f"{where}[{i}]")
+        return
+    raise TypeError(f"cache {where} is a {type(obj).__name__}; cache entries hold only "
+                    "tensors, dicts, lists, tuples, str and numbers (convert arrays with "
+                    "torch.from_numpy)")
+
+
+def _read_entry(path: Path, name: str, key: str,
+                validate: Callable[[Any], bool] | None) -> tuple[bool, Any]:
+    """``(True, data)`` for a valid entry, ``(False, None)`` for anything else.
+
+    ``weights_only=True`` refuses every pickled object except tensors and plain
+    containers, so an entry that someone replaced cannot run code when it is read."""
+    try:
+        doc = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception:  # refused, truncated or foreign: rebuilt, never trusted
+        return False, None
+    if not (isinstance(doc, dict) and doc.get("format") == CACHE_FORMAT
+            and doc.get("name") == name and doc.get("key") == key and "data" in doc):
+        return False, None
+    try:
+        ok = validate is None or bool(validate(doc["data"]))
+    except Exception:  # a validator that trips over the entry rejects it
+        ok = False
+    return (True, doc["data"]) if ok else (False, None)
+
+
+def cached(name: str, key: str, build: Callable[[], Any], use_cache: bool = True,
+           validate: Callable[[Any], bool] | None = None) -> Any:
+    """Load ``<cache>/<name>-<key>.pt`` or build it with ``build()`` and save it.
+
+    An entry is used only if it loads with ``weights_only=True`` (no code can run), names
+    this ``name`` and ``key``, and passes ``validate(data)``; anything else is rebuilt
+    and overwritten.  ``build()`` must return tensors and plain containers only."""
     if not use_cache:
         return build()
     path = cache_dir() / f"{name}-{key}.pt"
     if path.exists():
-        try:
-            return torch.load(path, weights_only=False)
-        except Exception:  # a stale or broken cache entry is rebuilt, never trusted
-            path.unlink(missing_ok=True)
-    obj = build()
-    atomic_save(obj, path)
-    return obj
+        ok, data = _read_entry(path, name, key, validate)
+        if ok:
+            return data
+        path.unlink(missing_ok=True)
+    data = build()
+    _check_plain(data)
+    atomic_save({"format": CACHE_FORMAT, "name": name, "key": key, "data": data}, path)
+    return data
 
 
 # ----------------------------------------------------------------------------- manifests

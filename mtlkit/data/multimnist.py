@@ -71,8 +71,19 @@ def load_mnist(cache: bool = True) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     key = hash_key(1, str(path), st.st_size, st.st_mtime_ns)
     out = cached("mnist-u8", key, lambda: {
         s: tuple(torch.from_numpy(a) for a in arrs) for s, arrs in _parse_mnist(path).items()},
-        cache)
+        cache, validate=_valid_images)
     return {s: (x.numpy(), y.numpy()) for s, (x, y) in out.items()}
+
+
+def _valid_images(d: dict) -> bool:
+    """A cached source: train and test as (uint8 (N, 28, 28), int64 labels 0..9 (N,))."""
+    for split in ("train", "test"):
+        x, y = d[split]
+        if (x.dtype != torch.uint8 or tuple(x.shape[1:]) != (28, 28) or y.dtype != torch.int64
+                or tuple(y.shape) != (len(x),) or len(x) == 0 or int(y.min()) < 0
+                or int(y.max()) > 9):
+            return False
+    return True
 
 
 def _parse_mnist(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -140,7 +151,7 @@ def load_fashion(folder: str | None = None,
              for pair in _FASHION_FILES.values() for f in pair if (root / f).exists()]
     out = cached("fashion-u8", hash_key(1, str(root), stats), lambda: {
         s: tuple(torch.from_numpy(a) for a in arrs) for s, arrs in _parse_fashion(root).items()},
-        cache)
+        cache, validate=_valid_images)
     return {s: (x.numpy(), y.numpy()) for s, (x, y) in out.items()}
 
 
@@ -149,7 +160,7 @@ def _parse_fashion(root: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     for split, (img, lab) in _FASHION_FILES.items():
         if not (root / img).exists() or not (root / lab).exists():
             raise DataUnavailable(f"{root} lacks {img} or {lab}; run "
-                                  "`python data_scripts/fashion_mnist.py --out {root}`")
+                                  f"`python data_scripts/fashion_mnist.py --out {root}`")
         x, y = read_idx(root / img), read_idx(root / lab)
         if x.ndim != 3 or x.shape[1:] != (28, 28) or y.shape != (len(x),):
             raise DataCorrupt(f"{root}: {split} images {x.shape} / labels {y.shape} "
@@ -218,6 +229,18 @@ def make_pairs(variant: str, n_train: int, n_val: int, n_test: int, seed: int) -
     return out
 
 
+def _valid_pairs(d: dict, sizes: dict[str, int]) -> bool:
+    """A cached pair set: per split, uint8 canvases and labels 0..9 of the requested size."""
+    for split, n in sizes.items():
+        p = d[split]
+        if p["x"].dtype != torch.uint8 or tuple(p["x"].shape) != (n, CANVAS, CANVAS):
+            return False
+        for k in ("left", "right"):
+            if tuple(p[k].shape) != (n,) or int(p[k].min()) < 0 or int(p[k].max()) > 9:
+                return False
+    return True
+
+
 def load_multimnist(variant: str = "multimnist", *, n_train: int = 10000, n_val: int = 2000,
                     n_test: int = 2000, seed: int = 0, size: int = CANVAS,
                     cache: bool = True) -> MTLData:
@@ -231,9 +254,11 @@ def load_multimnist(variant: str = "multimnist", *, n_train: int = 10000, n_val:
     if size not in (CANVAS, 28):
         raise ValueError(f"size={size}; choose 36 (canvas) or 28 (resized as in Pareto-MTL)")
     key = hash_key(1, variant, n_train, n_val, n_test, seed)
+    sizes = {"train": n_train, "val": n_val, "test": n_test}
     raw = cached(f"pairs-{variant}", key, lambda: {
         s: {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in d.items()}
-        for s, d in make_pairs(variant, n_train, n_val, n_test, seed).items()}, cache)
+        for s, d in make_pairs(variant, n_train, n_val, n_test, seed).items()}, cache,
+        validate=lambda d: _valid_pairs(d, sizes))
     parts = {}
     for s, d in raw.items():
         x = d["x"].float().div_(255.0).unsqueeze(1)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from mtlkit.data.base import MTLData, TaskSpec
 from mtlkit.data.common import (
@@ -25,7 +26,15 @@ from mtlkit.data.common import (
     verify_manifest,
     write_manifest,
 )
-from mtlkit.data.text import PIPELINE_VERSION, TextDataset, Vocab, encode_texts, read_tsv, write_tsv
+from mtlkit.data.text import (
+    PIPELINE_VERSION,
+    TextDataset,
+    Vocab,
+    encode_texts,
+    read_tsv,
+    valid_text_entry,
+    write_tsv,
+)
 
 NAME = "newsgroups"
 SCRIPT = "newsgroups.py"
@@ -62,7 +71,8 @@ def load_newsgroups(tasks: list[str] | None = None, *, root: str | Path | None =
     present = [t for t in TASKS if f"train/{t}.tsv" in doc["files"]]
     names = check_tasks(tasks, present, NAME)
     shas = {rel: info["sha256"] for rel, info in doc["files"].items()}
-    key = hash_key(PIPELINE_VERSION, shas, seed, val_fraction, max_len, min_freq, max_vocab)
+    key = hash_key(PIPELINE_VERSION, shas, names, seed, val_fraction, max_len, min_freq,
+                   max_vocab)
 
     def build() -> dict:
         raw = {}
@@ -76,12 +86,12 @@ def load_newsgroups(tasks: list[str] | None = None, *, root: str | Path | None =
         vocab = Vocab.build((x for t in names for x in raw[t]["train"][0]),
                             min_freq=min_freq, max_size=max_vocab)
         return {"itos": vocab.itos, **{s: {t: (encode_texts(raw[t][s][0], vocab, max_len),
-                                               raw[t][s][1], raw[t][s][0]) for t in names}
+                                               torch.as_tensor(raw[t][s][1]), raw[t][s][0])
+                                           for t in names}
                                        for s in ("train", "val", "test")}}
 
-    built = cached(f"text-{NAME}", key, build, cache)
-    import torch
-
+    built = cached(f"text-{NAME}", key, build, cache,
+                   validate=lambda b: valid_text_entry(b, names, max_len))
     parts = {s: {t: TextDataset(x, torch.as_tensor(y), txt, output)
                  for t, (x, y, txt) in built[s].items()} for s in ("train", "val", "test")}
     return MTLData(NAME, [TaskSpec(t, "classification", 4) for t in names], True,

@@ -23,7 +23,13 @@ import torch
 from torch.utils.data import Dataset
 
 from mtlkit.data.base import MTLData, TaskSpec
-from mtlkit.data.common import DataCorrupt, check_tasks, data_root, verify_manifest, write_manifest
+from mtlkit.data.common import (
+    MANIFEST,
+    DataCorrupt,
+    check_tasks,
+    data_root,
+    verify_manifest,
+)
 
 NAME = "nyuv2"
 SCRIPT = "nyuv2.py"
@@ -35,18 +41,15 @@ TASKS = {"segmentation": ("label", TaskSpec("segmentation", "segmentation", 13, 
 
 
 class NpyDenseDataset(Dataset):
-    """``(image (3,H,W), {task: target})`` read lazily from ``<split>/<folder>/<i>.npy``.
+    """``(image (3,H,W), {task: target})`` read lazily from ``<split>/<folder>/<i>.npy``
+    for ``i < n`` (the samples the manifest lists; files not listed are never read).
 
     Channel-last arrays are moved to channel-first; labels become ``long``."""
 
     def __init__(self, split_dir: Path, folders: dict[str, str], shape: tuple[int, int],
-                 limit: int | None = None) -> None:
+                 n: int, limit: int | None = None) -> None:
         self.dir, self.folders, self.shape = Path(split_dir), folders, shape
-        files = sorted((self.dir / "image").glob("*.npy"), key=lambda p: int(p.stem))
-        self.ids = [int(p.stem) for p in files][:limit]
-        if self.ids != list(range(len(self.ids))):
-            raise DataCorrupt(f"{self.dir}/image: expected files 0.npy .. {len(self.ids) - 1}"
-                              f".npy, found {[p.name for p in files[:5]]}...")
+        self.ids = list(range(n))[:limit]
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -75,12 +78,23 @@ class NpyDenseDataset(Dataset):
         return img, out
 
 
-def write_dense_sample(split_dir: str | Path, i: int, arrays: dict[str, np.ndarray]) -> None:
-    """Save one sample (``{"image": ..., "label": ..., ...}``) in the MTAN layout."""
-    for folder, arr in arrays.items():
-        p = Path(split_dir) / folder / f"{i}.npy"
-        p.parent.mkdir(parents=True, exist_ok=True)
-        np.save(p, arr)
+def _listed_samples(files: dict, split: str, folders: list[str], base: Path,
+                    script: str) -> int:
+    """The number n of samples the manifest lists for ``split``: every folder must list
+    exactly ``0.npy .. (n-1).npy``."""
+    counts = set()
+    for f in folders:
+        prefix = f"{split}/{f}/"
+        stems = sorted(rel[len(prefix):-4] for rel in files
+                       if rel.startswith(prefix) and rel.endswith(".npy"))
+        if stems != sorted(str(i) for i in range(len(stems))) or not stems:
+            raise DataCorrupt(f"{base}/{MANIFEST}: {prefix} does not list 0.npy .. n-1.npy; "
+                              f"run `python data_scripts/{script}` again")
+        counts.add(len(stems))
+    if len(counts) != 1:
+        raise DataCorrupt(f"{base}/{MANIFEST}: the {split} folders list different numbers of "
+                          f"samples {sorted(counts)}; run `python data_scripts/{script}` again")
+    return counts.pop()
 
 
 def load_dense(name: str, script: str, tasks_table: dict, shape: tuple[int, int],
@@ -88,11 +102,13 @@ def load_dense(name: str, script: str, tasks_table: dict, shape: tuple[int, int]
                stands: str) -> MTLData:
     """Shared loader for MTAN-layout datasets (train = ``train/``, val = test = ``val/``)."""
     base = data_root(root) / name
-    verify_manifest(base, name, script, verify)
+    doc = verify_manifest(base, name, script, verify)
     names = check_tasks(tasks, list(tasks_table), name)
     folders = {t: tasks_table[t][0] for t in names}
-    train = NpyDenseDataset(base / "train", folders, shape, limit)
-    val = NpyDenseDataset(base / "val", folders, shape, limit)
+    n = {s: _listed_samples(doc["files"], s, ["image", *folders.values()], base, script)
+         for s in ("train", "val")}
+    train = NpyDenseDataset(base / "train", folders, shape, n["train"], limit)
+    val = NpyDenseDataset(base / "val", folders, shape, n["val"], limit)
     return MTLData(name, [tasks_table[t][1] for t in names], False, train, val, val,
                    differences=stands, meta={"root": str(base), "shape": shape,
                                              "note": "val doubles as test, as in the papers"})
@@ -103,8 +119,3 @@ def load_nyuv2(tasks: list[str] | None = None, *, root: str | Path | None = None
     """NYUv2 from the MTAN ``.npy`` layout; ``limit`` keeps the first n samples per split."""
     return load_dense(NAME, SCRIPT, TASKS, SHAPE, tasks, root, limit, verify,
                       "the paper's data (MTAN preprocessing: 13 classes, 288x384)")
-
-
-def write_manifest_nyuv2(root: str | Path) -> Path:
-    """Manifest over a prepared ``<root>/nyuv2`` tree (used by the script and tests)."""
-    return write_manifest(Path(root) / NAME, NAME)

@@ -1,21 +1,22 @@
 """Office-31 and Office-Home (``rlw.md`` App. C.5): one classification task per domain
-(homogeneous), random 60/20/20 train/val/test splits.
+(homogeneous), 60/20/20 train/val/test splits.
 
 * Office-31: domains ``amazon``, ``dslr``, ``webcam``; 31 classes; 4,110 images.
 * Office-Home: domains ``art``, ``clipart``, ``product``, ``real_world``; 65 classes;
-  15,500 images.
+  15,588 images (15,500 in the paper).
 
-Layout written by ``data_scripts/office31.py`` / ``data_scripts/office_home.py`` (and by
-:func:`write_office` in tests)::
+Layout written by ``data_scripts/office31.py`` / ``data_scripts/office_home.py`` (through
+:func:`write_office`)::
 
     <root>/<name>/classes.txt                        class names, label = line index
     <root>/<name>/images/<domain>/<class>/<file>      the original image files
     <root>/<name>/splits/<domain>_{train,val,test}.txt   "<relative path>\\t<label>"
     <root>/<name>/MANIFEST.json
 
-The split lists are drawn once by the script (stratified per class, seed 0) and then
-fixed by the manifest.  Images are resized to ``size`` (224 in the paper); no ImageNet
-normalisation is applied here (the encoder's job).
+By default the split lists and labels are the ones the RLW authors published with LibMTL
+(``meta["split"] == "libmtl"``); ``--split random`` draws a stratified split (seed 0)
+instead.  Either way they are fixed by the manifest.  Images are resized to ``size``
+(224 in the paper); no ImageNet normalisation is applied here (the encoder's job).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from mtlkit.data.common import (
     DataCorrupt,
     check_tasks,
     data_root,
+    read_text,
     stratified_split,
     verify_manifest,
     write_manifest,
@@ -57,28 +59,28 @@ class ImageListDataset(Dataset):
 
 
 def make_splits(labels: list[int], seed: int = 0) -> list[np.ndarray]:
-    """The 60/20/20 stratified split the scripts write."""
+    """The stratified 60/20/20 split of ``--split random`` (seeded)."""
     return stratified_split(labels, [0.6, 0.2, 0.2], seed)
 
 
 def write_office(base: str | Path, name: str, classes: list[str],
-                 files: dict[str, list[tuple[str, int]]], seed: int = 0) -> Path:
-    """Given images already under ``base/<name>/images`` and ``{domain: [(relpath,
-    label)]}``, write classes, 60/20/20 split lists and the manifest."""
+                 splits: dict[str, dict[str, list[tuple[str, int]]]],
+                 extra: dict | None = None) -> Path:
+    """Given images already under ``base/<name>/images`` and ``{domain: {split: [(relpath,
+    label)]}}``, write classes, split lists and the manifest."""
     out = Path(base) / name
     (out / "splits").mkdir(parents=True, exist_ok=True)
     (out / "classes.txt").write_text("".join(f"{c}\n" for c in classes))
-    for domain, rows in files.items():
-        parts = make_splits([r[1] for r in rows], seed)
-        for split, idx in zip(("train", "val", "test"), parts):
+    for domain, parts in splits.items():
+        for split, rows in parts.items():
             (out / "splits" / f"{domain}_{split}.txt").write_text(
-                "".join(f"{rows[i][0]}\t{rows[i][1]}\n" for i in idx))
-    return write_manifest(out, name)
+                "".join(f"{rel}\t{label}\n" for rel, label in rows))
+    return write_manifest(out, name, extra=extra)
 
 
-def _read_list(path: Path, n_classes: int) -> list[tuple[str, int]]:
+def _read_list(path: Path, n_classes: int, howto: str) -> list[tuple[str, int]]:
     rows = []
-    for k, line in enumerate(path.read_text().splitlines(), 1):
+    for k, line in enumerate(read_text(path, howto).splitlines(), 1):
         rel, sep, lab = line.rpartition("\t")
         if not sep or not lab.isdigit() or int(lab) >= n_classes:
             raise DataCorrupt(f"{path}:{k} is not `<path>\\t<label < {n_classes}>`")
@@ -94,17 +96,21 @@ def load_office(name: str = "office31", tasks: list[str] | None = None, *,
         raise ValueError(f"unknown Office dataset {name!r}; choose one of {list(DATASETS)}")
     script, domains, n_classes = DATASETS[name]
     base = data_root(root) / name
-    verify_manifest(base, name, script, verify)
+    doc = verify_manifest(base, name, script, verify)
     names = check_tasks(tasks, domains, name)
-    classes = (base / "classes.txt").read_text().splitlines()
+    howto = f"run `python data_scripts/{script}`"
+    classes = read_text(base / "classes.txt", howto).splitlines()
     if len(classes) != n_classes:
         raise DataCorrupt(f"{base}/classes.txt lists {len(classes)} classes, not {n_classes}")
+    split_note = ("the RLW authors' published 60/20/20 split (LibMTL)"
+                  if doc.get("split") == "libmtl" else "a seeded stratified 60/20/20 split")
     parts: dict[str, dict[str, Dataset]] = {"train": {}, "val": {}, "test": {}}
     for d in names:
         for split in parts:
-            rows = _read_list(base / "splits" / f"{d}_{split}.txt", n_classes)
+            rows = _read_list(base / "splits" / f"{d}_{split}.txt", n_classes, howto)
             parts[split][d] = ImageListDataset(base / "images", rows, size)
     return MTLData(name, [TaskSpec(d, "classification", n_classes) for d in names], True,
                    parts["train"], parts["val"], parts["test"],
-                   differences="the paper's data; split drawn by the script (60/20/20)",
-                   meta={"root": str(base), "classes": classes, "size": size})
+                   differences=f"the paper's data; {split_note}",
+                   meta={"root": str(base), "classes": classes, "size": size,
+                         "split": doc.get("split", "random")})

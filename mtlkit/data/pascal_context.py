@@ -3,20 +3,22 @@ semantic segmentation, 7-class human-part segmentation, saliency and surface nor
 (the last two distilled from pretrained models), 4,998 train / 5,105 val images, resized
 to 512 x 512 in the paper.
 
-Layout written by ``data_scripts/pascal_context.py`` from ``PASCAL_MT.tgz`` (and by
-:func:`write_pascal_sample` in tests)::
+Layout written by ``data_scripts/pascal_context.py`` from ``PASCAL_MT.tgz``::
 
     <root>/pascal_context/{train,val}.txt            image ids, one per line
-    <root>/pascal_context/image/<id>.jpg
+    <root>/pascal_context/image/<id>.jpg             the original JPEG, byte for byte
     <root>/pascal_context/semseg/<id>.png            uint8, 0..20, 255 = void
-    <root>/pascal_context/human_parts/<id>.png       uint8, 0 = background, 1..6 parts
+                                                     (VOC12 mask if any, else PASCAL-Context)
+    <root>/pascal_context/human_parts/<id>.png       uint8, 0 = background, 1..6 parts,
+                                                     255 = ignore (images without people)
     <root>/pascal_context/saliency/<id>.png          uint8, 0 or 255
     <root>/pascal_context/normals/<id>.png           RGB uint8, n = 2 v / 255 - 1
-    <root>/pascal_context/MANIFEST.json
+    <root>/pascal_context/MANIFEST.json              also: semseg_source, human_parts_ignored
 
-Void is mapped to ``-1``.  Saliency is a 2-class segmentation (cross-entropy, as in the
-paper).  Difference: MTI-Net masks the distilled normals to NYU-compatible classes; the
-script keeps them for every pixel.
+Void / ignore (255) is mapped to ``-1``: an image with no person parts contributes no
+human-parts loss or metric, as in ASTMT and MTI-Net.  Saliency is a 2-class
+segmentation (cross-entropy, as in the paper).  Difference: MTI-Net masks the distilled
+normals to NYU-compatible classes; the script keeps them for every pixel.
 """
 
 from __future__ import annotations
@@ -28,11 +30,19 @@ import torch
 from torch.utils.data import Dataset
 
 from mtlkit.data.base import MTLData, TaskSpec
-from mtlkit.data.common import DataCorrupt, check_tasks, data_root, verify_manifest, write_manifest
-from mtlkit.data.images import read_image, to_tensor, write_image
+from mtlkit.data.common import (
+    DataCorrupt,
+    check_tasks,
+    data_root,
+    read_text,
+    verify_manifest,
+    write_manifest,
+)
+from mtlkit.data.images import read_image, to_tensor
 
 NAME = "pascal_context"
 SCRIPT = "pascal_context.py"
+IGNORE = 255  # void / ignore label in the prepared PNGs
 TASKS = {"segmentation": TaskSpec("segmentation", "segmentation", 21, -1),
          "human_parts": TaskSpec("human_parts", "segmentation", 7, -1),
          "saliency": TaskSpec("saliency", "segmentation", 2, -1),
@@ -64,28 +74,18 @@ class PascalDataset(Dataset):
             lab = read_image(path, self.size, mode="L", nearest=True).astype(np.int64)
             if t == "saliency":
                 lab = (lab > 127).astype(np.int64)
-            lab[lab == 255] = -1
+            lab[lab == IGNORE] = -1
             out[t] = torch.from_numpy(lab)
         return img, out
 
 
-def write_pascal_sample(root: str | Path, sid: str, image: np.ndarray, semseg: np.ndarray,
-                        human_parts: np.ndarray, saliency: np.ndarray,
-                        normals: np.ndarray) -> None:
-    """Write one prepared sample (uint8 arrays; ``normals`` is RGB-encoded)."""
-    base = Path(root) / NAME
-    write_image(base / "image" / f"{sid}.jpg", image)
-    for folder, arr in (("semseg", semseg), ("human_parts", human_parts),
-                        ("saliency", saliency), ("normals", normals)):
-        write_image(base / folder / f"{sid}.png", arr)
-
-
-def finish_pascal(root: str | Path, splits: dict[str, list[str]]) -> Path:
-    """Write the split lists and the manifest."""
+def finish_pascal(root: str | Path, splits: dict[str, list[str]],
+                  extra: dict | None = None) -> Path:
+    """Write the split lists and the manifest (``extra`` goes into the manifest)."""
     base = Path(root) / NAME
     for split, ids in splits.items():
         (base / f"{split}.txt").write_text("".join(f"{s}\n" for s in ids))
-    return write_manifest(base, NAME)
+    return write_manifest(base, NAME, extra=extra)
 
 
 def load_pascal_context(tasks: list[str] | None = None, *, root: str | Path | None = None,
@@ -97,7 +97,8 @@ def load_pascal_context(tasks: list[str] | None = None, *, root: str | Path | No
     names = check_tasks(tasks, list(TASKS), NAME)
     parts = {}
     for split in ("train", "val"):
-        ids = (base / f"{split}.txt").read_text().split()[:limit]
+        ids = read_text(base / f"{split}.txt", f"run `python data_scripts/{SCRIPT}`").split()
+        ids = ids[:limit]
         missing = [s for s in ids if not (base / "image" / f"{s}.jpg").exists()]
         if missing:
             raise DataCorrupt(f"{NAME}: {len(missing)} images of {split}.txt are missing, e.g. "

@@ -186,6 +186,17 @@ def _render_many(n: int, seed: int, height: int, width: int) -> dict[str, torch.
             if k != "fx"}
 
 
+def _valid_render(d: dict, n: int, height: int, width: int) -> bool:
+    """A cached render has every field as an (n, ., height, width) tensor."""
+    want = {"image": 3, "segmentation": None, "depth": 1, "normals": 3}
+    for k, c in want.items():
+        t = d[k]
+        shape = (n, height, width) if c is None else (n, c, height, width)
+        if not torch.is_tensor(t) or tuple(t.shape) != shape:
+            return False
+    return True
+
+
 def load_scenes(*, n_train: int = 795, n_val: int = 80, n_test: int = 654, height: int = 48,
                 width: int = 64, seed: int = 0, tasks: list[str] | None = None,
                 cache: bool = True) -> MTLData:
@@ -200,7 +211,8 @@ def load_scenes(*, n_train: int = 795, n_val: int = 80, n_test: int = 654, heigh
     for i, (split, n) in enumerate((("train", n_train), ("val", n_val), ("test", n_test))):
         s = seed * 1000 + i  # disjoint, reproducible streams per split
         raw = cached("scenes", hash_key(1, n, s, height, width),
-                     lambda n=n, s=s: _render_many(n, s, height, width), cache)
+                     lambda n=n, s=s: _render_many(n, s, height, width), cache,
+                     validate=lambda d, n=n: _valid_render(d, n, height, width))
         parts[split] = MultiTargetDataset(raw["image"], {t: raw[t] for t in names})
     specs = {"segmentation": TaskSpec("segmentation", "segmentation", len(CLASSES)),
              "depth": TaskSpec("depth", "depth"), "normals": TaskSpec("normals", "normals")}

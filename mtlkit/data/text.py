@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -21,8 +22,10 @@ import torch
 from mtlkit.data.base import MTLData, TaskSpec
 from mtlkit.data.common import (
     ArrayDataset,
+    DataCorrupt,
     cached,
     hash_key,
+    read_text,
     stratified_split,
     stratified_subset,
 )
@@ -64,14 +67,25 @@ def encode_texts(texts: Sequence[str], vocab: Vocab, max_len: int) -> torch.Tens
     return out
 
 
-def _build(task_data: dict[str, tuple[list[str], list[int]]], fractions, seed, n_per_task,
+Split = tuple[list[str], list[int]]
+
+
+def _build(task_data: dict[str, Split | dict[str, Split]], fractions, seed, n_per_task,
            max_len, min_freq, max_vocab) -> dict:
     splits: dict[str, dict[str, tuple[list[str], np.ndarray]]] = {"train": {}, "val": {},
                                                                   "test": {}}
-    for task, (texts, labels) in task_data.items():
-        labels = np.asarray(labels, dtype=np.int64)
+    for task, data in task_data.items():
+        if isinstance(data, dict):  # fixed splits given by the source
+            total = sum(len(data[s][1]) for s in splits)
+            for name in splits:
+                texts, labels = data[name][0], np.asarray(data[name][1], dtype=np.int64)
+                n = None if n_per_task is None else max(1, round(n_per_task * len(labels) / total))
+                keep = stratified_subset(labels, n, seed)
+                splits[name][task] = ([texts[i] for i in keep], labels[keep])
+            continue
+        labels = np.asarray(data[1], dtype=np.int64)
         keep = stratified_subset(labels, n_per_task, seed)
-        texts = [texts[i] for i in keep]
+        texts = [data[0][i] for i in keep]
         labels = labels[keep]
         for name, idx in zip(("train", "val", "test"),
                              stratified_split(labels, fractions, seed)):
@@ -85,7 +99,26 @@ def _build(task_data: dict[str, tuple[list[str], list[int]]], fractions, seed, n
     return out
 
 
-def build_text_data(name: str, task_data: dict[str, tuple[list[str], list[int]]],
+def valid_text_entry(built: dict, tasks: list[str], max_len: int) -> bool:
+    """A cached text build: a vocabulary of strings, and per split and task token ids
+    (N, max_len) within the vocabulary, N labels and N raw texts."""
+    itos = built["itos"]
+    if not (isinstance(itos, list) and all(isinstance(w, str) for w in itos)):
+        return False
+    for split in ("train", "val", "test"):
+        if sorted(built[split]) != sorted(tasks):
+            return False
+        for x, y, texts in built[split].values():
+            n = len(texts)
+            if (x.dtype != torch.long or tuple(x.shape) != (n, max_len) or tuple(y.shape) != (n,)
+                    or not all(isinstance(t, str) for t in texts)):
+                return False
+            if n and (int(x.min()) < 0 or int(x.max()) >= len(itos)):
+                return False
+    return True
+
+
+def build_text_data(name: str, task_data: dict[str, Split | dict[str, Split]],
                     num_classes: dict[str, int], *, source_key: str, seed: int = 0,
                     fractions: Sequence[float] = (0.7, 0.15, 0.15),
                     n_per_task: int | None = None, max_len: int = 32, min_freq: int = 2,
@@ -95,6 +128,9 @@ def build_text_data(name: str, task_data: dict[str, tuple[list[str], list[int]]]
     """Split each task (stratified, deterministic), build the vocabulary on the training
     split of all tasks together, encode, and cache the result on disk.
 
+    A task given as ``{"train"|"val"|"test": (texts, labels)}`` keeps those fixed splits
+    (``fractions`` does not apply; ``n_per_task`` keeps that share of each split).
+
     ``source_key`` identifies the raw input (e.g. the sha256 of the source file and the
     loader's own options); together with every argument here it forms the cache key.
     """
@@ -103,7 +139,8 @@ def build_text_data(name: str, task_data: dict[str, tuple[list[str], list[int]]]
     key = hash_key(PIPELINE_VERSION, name, source_key, sorted(task_data), seed,
                    list(fractions), n_per_task, max_len, min_freq, max_vocab)
     built = cached(f"text-{name}", key, lambda: _build(task_data, fractions, seed, n_per_task,
-                                                       max_len, min_freq, max_vocab), cache)
+                                                       max_len, min_freq, max_vocab), cache,
+                   validate=lambda b: valid_text_entry(b, list(task_data), max_len))
     vocab = Vocab(built["itos"])
     parts = {s: {t: TextDataset(x, y, txts, output) for t, (x, y, txts) in built[s].items()}
              for s in ("train", "val", "test")}
@@ -123,8 +160,6 @@ def glove_embeddings(data: MTLData, seed: int = 0) -> tuple[torch.Tensor, float]
 def write_tsv(path, rows) -> None:
     """``label<TAB>text`` lines (whitespace in ``text`` collapsed to single spaces): the
     on-disk format of the prepared text benchmarks (Amazon, 20 Newsgroups)."""
-    from pathlib import Path
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8", newline="\n") as f:
@@ -132,17 +167,18 @@ def write_tsv(path, rows) -> None:
             f.write(f"{int(label)}\t{' '.join(str(text).split())}\n")
 
 
-def read_tsv(path, num_classes: int) -> tuple[list[str], list[int]]:
-    """Read :func:`write_tsv` files; a malformed line raises ``DataCorrupt``."""
-    from mtlkit.data.common import DataCorrupt
-
+def read_tsv(path, num_classes: int, howto: str = "") -> tuple[list[str], list[int]]:
+    """Read :func:`write_tsv` files; a malformed line or bytes that are not UTF-8 raise
+    ``DataCorrupt`` (``howto`` says how to get a good copy)."""
+    lines = read_text(path, howto).split("\n")
+    if lines[-1] == "":  # the newline that ends the last line
+        lines.pop()
     texts, labels = [], []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            label, sep, text = line.rstrip("\n").partition("\t")
-            if not sep or not label.isdigit() or int(label) >= num_classes:
-                raise DataCorrupt(f"{path}:{n} is not `label<TAB>text` with a label in "
-                                  f"0..{num_classes - 1}")
-            labels.append(int(label))
-            texts.append(text)
+    for n, line in enumerate(lines, 1):
+        label, sep, text = line.partition("\t")
+        if not sep or not (label.isascii() and label.isdigit()) or int(label) >= num_classes:
+            raise DataCorrupt(f"{path}:{n} is not `label<TAB>text` with a label in "
+                              f"0..{num_classes - 1}")
+        labels.append(int(label))
+        texts.append(text)
     return texts, labels

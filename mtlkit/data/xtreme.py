@@ -10,7 +10,7 @@ nli      MultiNLI (+MT) / XNLI       en, zh, de, es   3 classes (sentence pairs)
 pi       PAWS-X                      en, zh, de, es   2 classes (sentence pairs)
 =======  ==========================  ===============  ==========================
 
-Layout written by ``data_scripts/xtreme.py`` (and :func:`write_xtreme`)::
+Layout written by ``data_scripts/xtreme.py`` (through :func:`write_problem`)::
 
     <root>/xtreme/<problem>/<lang>/{train,dev,test}.jsonl
     <root>/xtreme/MANIFEST.json
@@ -30,7 +30,7 @@ import torch
 from torch.utils.data import Dataset
 
 from mtlkit.data.base import MTLData, TaskSpec
-from mtlkit.data.common import DataCorrupt, check_tasks, data_root, verify_manifest, write_manifest
+from mtlkit.data.common import DataCorrupt, check_tasks, data_root, read_text, verify_manifest
 
 NAME = "xtreme"
 SCRIPT = "xtreme.py"
@@ -67,37 +67,35 @@ def collate_raw(batch: list) -> tuple[list, torch.Tensor]:
                                                      padding_value=-1)
 
 
-def write_xtreme(root: str | Path, problem: str,
-                 data: dict[str, dict[str, list[dict]]], manifest: bool = True) -> Path:
-    """Write ``{lang: {"train"|"dev"|"test": [record, ...]}}`` for one problem."""
-    base = Path(root) / NAME
+def write_problem(folder: str | Path, data: dict[str, dict[str, list[dict]]]) -> None:
+    """Write ``{lang: {"train"|"dev"|"test": [record, ...]}}`` as
+    ``<folder>/<lang>/<split>.jsonl``."""
     for lang, splits in data.items():
         for split, records in splits.items():
-            p = base / problem / lang / f"{split}.jsonl"
+            p = Path(folder) / lang / f"{split}.jsonl"
             p.parent.mkdir(parents=True, exist_ok=True)
             with open(p, "w", encoding="utf-8") as f:
                 for r in records:
                     f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    return write_manifest(base, NAME) if manifest else base
 
 
 def _read(path: Path, problem: str, labels: list[str]) -> RawTextDataset:
     index = {lab: i for i, lab in enumerate(labels)}
     items, ys = [], []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            try:
-                r = json.loads(line)
-                if problem in ("pos", "ner"):
-                    if len(r["tokens"]) != len(r["tags"]):
-                        raise ValueError("tokens and tags differ in length")
-                    items.append(list(r["tokens"]))
-                    ys.append([index[t] for t in r["tags"]])
-                else:
-                    items.append((r["text_a"], r["text_b"]))
-                    ys.append(index[str(r["label"])])
-            except (ValueError, KeyError, TypeError) as err:
-                raise DataCorrupt(f"{path}:{n}: bad {problem} record ({err!r})") from None
+    text = read_text(path, f"run `python data_scripts/{SCRIPT} --problems {problem}`")
+    for n, line in enumerate(text.splitlines(), 1):
+        try:
+            r = json.loads(line)
+            if problem in ("pos", "ner"):
+                if len(r["tokens"]) != len(r["tags"]):
+                    raise ValueError("tokens and tags differ in length")
+                items.append(list(r["tokens"]))
+                ys.append([index[t] for t in r["tags"]])
+            else:
+                items.append((r["text_a"], r["text_b"]))
+                ys.append(index[str(r["label"])])
+        except (ValueError, KeyError, TypeError) as err:
+            raise DataCorrupt(f"{path}:{n}: bad {problem} record ({err!r})") from None
     return RawTextDataset(items, ys)
 
 
