@@ -441,7 +441,8 @@ def build_parser() -> argparse.ArgumentParser:
                "a str parameter takes the text as typed.")
     p.add_argument("notebooks", nargs="+", type=Path, help="notebook files (.ipynb)")
     p.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
-                   metavar=("NAME", "VALUE"), help="set a parameter (value parsed as YAML)")
+                   metavar=("NAME", "VALUE"),
+                   help="set a parameter (YAML; a str parameter takes the text as typed)")
     p.add_argument("--profile", choices=PROFILES, help="shorthand for -p PROFILE P")
     p.add_argument("--out", type=Path, help="output folder (default runs/<profile>)")
     p.add_argument("--force", action="store_true",
