@@ -1,8 +1,8 @@
-# The two commands of the README.  Both start with the same idempotent set-up.
+# The two commands of the README, and `make lab`.  All start with the same idempotent set-up.
 PY := .venv/bin/python
 export PYTHONHASHSEED := 0
 
-.PHONY: setup run test lint smoke-notebooks clean
+.PHONY: setup run test lab lint smoke-notebooks clean
 
 setup:
 	bash scripts/setup.sh
@@ -10,6 +10,10 @@ setup:
 ## make run: execute the whole notebook series (teach profile) and write runs/teach/index.html
 run: setup
 	$(PY) -m mtlkit.nbrun notebooks/[0-9]*.ipynb --profile teach --out runs/teach --report
+
+## make lab: open the series in JupyterLab (loopback only; the URL with its token is printed)
+lab: setup
+	$(PY) -m jupyterlab --ip=127.0.0.1 --notebook-dir=notebooks
 
 ## make test: lint, stripped notebooks, unit tests and every notebook (smoke) in one pytest session
 test: setup

@@ -2,20 +2,24 @@
 
 It fixes what papermill alone gets wrong for this workbook:
 
-* an unknown parameter name is an error that lists the valid names (papermill
-  only warns), and every ``-p NAME VALUE`` is parsed as YAML (lists, numbers)
-  and checked against the annotation in the notebook's ``parameters`` cell;
-* output folders are created; each run writes ``<out>/<stem>/<notebook>.ipynb``
-  and gets ``OUT_DIR=<out>/<stem>`` (absolute) for ``metrics.json``,
-  ``claims.json`` and ``figures/``; with a grid, one sub-folder per parameter set;
-* the kernel (``python3``) runs in the notebook's folder, with a per-cell
-  timeout, saving after every cell so an interrupted run leaves a partial notebook;
-* a run that completes writes ``_done.json``; a rerun skips it (same parameters,
-  same notebook source) unless ``--force``; a failed run writes ``_error.json``,
-  the others still run, and the runner exits non-zero at the end;
-* several runs go to a local process pool (``--jobs``); afterwards every
-  ``metrics.json`` under ``--out`` is collected into ``<out>/metrics.csv`` and,
-  with ``--report``, ``<out>/index.html`` is written (:mod:`mtlkit.report`).
+* an unknown parameter name is an error that lists the valid names (papermill only
+  warns); every ``-p NAME VALUE`` is checked against the annotation in the notebook's
+  ``parameters`` cell and reaches the kernel as a literal (:mod:`mtlkit.nbparams`);
+* each parameter set has its own folder: ``<out>/<stem>/`` for the notebook's defaults
+  (with ``--profile``/``-p PROFILE`` as the batch's profile), ``<out>/<stem>__<label>/``
+  otherwise, the label naming the parameters that differ (``LR=0.3,SEEDS=0-1``, hashed when
+  long); a folder holding a run with other parameters is never reused;
+* a run executes in ``<out>/_attempts/<name>/`` (``OUT_DIR``, kernel in the notebook's
+  folder, per-cell timeout, saved after every cell) and is moved to ``<out>/<name>/`` only
+  once it completed, so a failed or interrupted attempt never replaces or mixes with a
+  completed run; it stays in ``_attempts/`` with its partial notebook (and ``_error.json``);
+* a completed run (``_done.json``) is skipped when run again with the same parameters and
+  notebook source, unless ``--force``; failed runs do not stop the others, and the runner
+  exits 1 at the end;
+* runs go to a local process pool (``--jobs``) whose workers and kernels die with the
+  runner (:mod:`mtlkit.procguard`); afterwards ``<out>/metrics.csv`` (completed runs) and
+  ``<out>/runs.csv`` (every run and attempt, with status) are written (:mod:`mtlkit.runs`)
+  and, with ``--report``, ``<out>/index.html`` (:mod:`mtlkit.report`).
 
 Examples::
 
@@ -28,188 +32,55 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import ast
-import csv
+import contextlib
 import hashlib
-import itertools
 import json
 import logging
+import os
 import re
+import shutil
 import sys
+import tempfile
 import time
 import traceback
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from mtlkit import procguard
+from mtlkit.nbparams import (  # noqa: F401 (re-exported: the runner's public names)
+    PROFILES,
+    Param,
+    UsageError,
+    _type_ok,
+    coerce,
+    defaults,
+    expand_grid,
+    load_grid,
+    notebook_parameters,
+    parameters_cell,
+    parse_value,
+    read_notebook,
+    validate,
+)
+from mtlkit.runs import (  # noqa: F401 (re-exported)
+    ATTEMPTS,
+    DONE,
+    ERROR,
+    PREPARED,
+    REPLACED,
+    cell_source,
+    collect_metrics,
+    collect_runs,
+    flatten,
+    load_notebook,
+    status_of,
+    unfinished_runs,
+)
 
-DONE = "_done.json"
-ERROR = "_error.json"
 KERNEL = "python3"
-PROFILES = ("smoke", "teach", "full")
-
-
-class UsageError(ValueError):
-    """A bad command line: unknown parameter, wrongly typed value, missing file."""
-
-
-# ------------------------------------------------------------------ parameters
-@dataclass
-class Param:
-    """One assignment of a notebook's ``parameters`` cell."""
-
-    name: str
-    annotation: str | None
-    default: Any
-    help: str = ""
-
-
-def load_notebook(path: str | Path) -> dict[str, Any]:
-    """The notebook as a plain dict (nbformat 4 JSON)."""
-    return json.loads(Path(path).read_text(encoding="utf-8"))
-
-
-def cell_source(cell: Mapping[str, Any]) -> str:
-    """A cell's source as one string (nbformat allows a list of lines)."""
-    src = cell.get("source", "")
-    return "".join(src) if isinstance(src, list) else str(src)
-
-
-def parameters_cell(nb: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The first code cell tagged ``parameters`` (None if there is none)."""
-    for cell in nb.get("cells", []):
-        if cell.get("cell_type") == "code" and "parameters" in cell.get("metadata", {}).get(
-                "tags", []):
-            return cell
-    return None
-
-
-def notebook_parameters(path: str | Path) -> dict[str, Param]:
-    """Name -> :class:`Param` for every assignment in the ``parameters`` cell."""
-    nb = load_notebook(path)
-    cell = parameters_cell(nb)
-    if cell is None:
-        raise UsageError(f"{path}: no code cell tagged 'parameters'; see notebooks/_template.ipynb")
-    src = cell_source(cell)
-    lines = src.splitlines()
-    out: dict[str, Param] = {}
-    for node in ast.parse(src).body:
-        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            name, ann, value = node.target.id, ast.unparse(node.annotation), node.value
-        elif isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(
-                node.targets[0], ast.Name):
-            name, ann, value = node.targets[0].id, None, node.value
-        else:
-            continue
-        try:
-            default = ast.literal_eval(value) if value is not None else None
-        except ValueError:
-            default = None
-        line = lines[node.lineno - 1]
-        comment = line.split("#", 1)[1].strip() if "#" in line else ""
-        out[name] = Param(name, ann, default, comment)
-    return out
-
-
-def _type_ok(value: Any, ann: str) -> bool:
-    """Does ``value`` fit the annotation (``str``, ``int``, ``list[int]``, ``str | None``)?"""
-    ann = ann.replace(" ", "")
-    if "|" in ann:
-        return any(_type_ok(value, a) for a in ann.split("|"))
-    if ann.startswith("Optional[") and ann.endswith("]"):
-        return value is None or _type_ok(value, ann[9:-1])
-    m = re.fullmatch(r"(list|tuple|List|Tuple)\[(.+)\]", ann)
-    if m:
-        return isinstance(value, (list, tuple)) and all(_type_ok(v, m.group(2)) for v in value)
-    m = re.fullmatch(r"(dict|Dict)\[.+\]", ann)
-    if m:
-        return isinstance(value, dict)
-    checks = {
-        "str": lambda v: isinstance(v, str),
-        "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
-        "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-        "bool": lambda v: isinstance(v, bool),
-        "list": lambda v: isinstance(v, (list, tuple)),
-        "List": lambda v: isinstance(v, (list, tuple)),
-        "tuple": lambda v: isinstance(v, (list, tuple)),
-        "dict": lambda v: isinstance(v, dict),
-        "Dict": lambda v: isinstance(v, dict),
-        "None": lambda v: v is None,
-    }
-    return checks.get(ann, lambda v: True)(value)
-
-
-def parse_value(raw: str) -> Any:
-    """A ``-p`` value parsed as YAML: ``[0, 1]`` is a list, ``3`` an int, ``cpu`` a string."""
-    try:
-        return yaml.safe_load(raw)
-    except yaml.YAMLError as e:
-        raise UsageError(f"cannot parse {raw!r} as YAML: {e}") from e
-
-
-def coerce(name: str, value: Any, param: Param, raw: str | None = None) -> Any:
-    """Check ``value`` against the parameter's annotation; raise a clear :class:`UsageError`.
-
-    A ``str`` parameter given a YAML number or boolean keeps the text as typed
-    (``-p DATA_DIR 2024`` is the string ``"2024"``); ``float`` accepts ints.
-    """
-    ann = param.annotation or (type(param.default).__name__ if param.default is not None else None)
-    if ann and ann.replace(" ", "") == "str" and isinstance(value, (int, float, bool)):
-        value = raw if raw is not None else str(value)
-    if ann and ann.replace(" ", "") == "float" and isinstance(value, int) and not isinstance(
-            value, bool):
-        value = float(value)
-    if ann and not _type_ok(value, ann):
-        hint = f"  ({param.help})" if param.help else ""
-        raise UsageError(
-            f"parameter {name} expects {ann}, got {type(value).__name__} {value!r}; "
-            f"e.g. -p {name} {_example(param.default)}{hint}")
-    if name == "PROFILE" and value not in PROFILES:
-        raise UsageError(f"PROFILE={value!r} is not a profile; choose one of {', '.join(PROFILES)}")
-    return value
-
-
-def _example(default: Any) -> str:
-    text = json.dumps(default) if not isinstance(default, str) else default
-    return f"'{text}'" if any(c in text for c in " []{}") else (text or "''")
-
-
-def validate(path: Path, given: Mapping[str, Any], raw: Mapping[str, str] | None = None
-             ) -> dict[str, Any]:
-    """The parameters for one notebook, checked against its ``parameters`` cell."""
-    params = notebook_parameters(path)
-    unknown = [k for k in given if k not in params]
-    if unknown:
-        valid = "\n".join(f"  {p.name}: {p.annotation or '?'} = {p.default!r}"
-                          + (f"  # {p.help}" if p.help else "") for p in params.values())
-        raise UsageError(f"{path.name}: unknown parameter(s) {', '.join(unknown)}. "
-                         f"Valid parameters:\n{valid}")
-    raw = raw or {}
-    try:
-        return {k: coerce(k, v, params[k], raw.get(k)) for k, v in given.items()}
-    except UsageError as e:
-        raise UsageError(f"{path.name}: {e}") from None
-
-
-def expand_grid(spec: Any) -> list[dict[str, Any]]:
-    """A grid YAML: a list of parameter dicts, or a dict of lists (cartesian product).
-
-    In the dict form a value that is not a list is held fixed; to sweep a list-valued
-    parameter give a list of lists (``SEEDS: [[0], [0, 1]]``).
-    """
-    if spec is None:
-        return [{}]
-    if isinstance(spec, list):
-        if not all(isinstance(d, dict) for d in spec):
-            raise UsageError("a grid list must hold parameter dicts, e.g. - {LR: 0.1}")
-        return [dict(d) for d in spec] or [{}]
-    if isinstance(spec, dict):
-        keys = list(spec)
-        values = [v if isinstance(v, list) else [v] for v in spec.values()]
-        return [dict(zip(keys, combo)) for combo in itertools.product(*values)]
-    raise UsageError("a grid must be a list of parameter dicts or a dict of lists")
+LABEL_MAX = 60
 
 
 # ------------------------------------------------------------------------ runs
@@ -218,109 +89,235 @@ class Run:
     """One execution: a notebook with a parameter set."""
 
     notebook: Path
-    params: dict[str, Any]
-    run_dir: Path
-    output: Path
-    label: str
+    params: dict[str, Any]  # what papermill injects: the given values and OUT_DIR
+    run_dir: Path  # <out>/<name>: the completed run (prepare-only: OUT_DIR)
+    output: Path  # the executed notebook in run_dir (prepare-only: <out>/<name>.ipynb)
+    label: str  # <name>, the folder's name
     source_hash: str = ""
+    resolved: dict[str, Any] = field(default_factory=dict)  # all parameters but OUT_DIR
+    stage: Path | None = None  # <out>/_attempts/<name>: where it executes
     result: dict[str, Any] = field(default_factory=dict)
 
 
 def source_hash(path: Path) -> str:
     """sha256 over the cells' sources and types (outputs and metadata ignored)."""
-    nb = load_notebook(path)
+    nb = read_notebook(path)
     text = json.dumps([[c.get("cell_type"), cell_source(c)] for c in nb.get("cells", [])])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def _slug(v: Any) -> str:
+    text = "-".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", text)
+
+
+def _faithful(v: Any) -> bool:
+    """Does ``_slug`` write ``v`` without losing anything?"""
+    if isinstance(v, (list, tuple)):
+        return all(not isinstance(x, (list, tuple, dict)) and "-" not in str(x)
+                   and _faithful(x) for x in v)
+    return not isinstance(v, dict) and _slug(v) == str(v)
+
+
 def run_label(params: Mapping[str, Any]) -> str:
-    """A folder name for a parameter set, e.g. ``LR=0.1,SEEDS=0-1``."""
-    parts = [f"{k}={_slug(v)}" for k, v in sorted(params.items())]
-    label = ",".join(parts) or "default"
-    if len(label) > 80:
-        digest = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode())
-        label = label[:60] + "-" + digest.hexdigest()[:8]
+    """The folder label of the parameters that differ from the defaults: ``LR=0.3,SEEDS=0-1``.
+
+    Readable while short and faithful; otherwise a readable prefix and a hash of the values.
+    """
+    label = ",".join(f"{k}={_slug(v)}" for k, v in sorted(params.items()))
+    if len(label) > LABEL_MAX or not all(map(_faithful, params.values())):
+        digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
+        label = f"{label[:40]}-{digest[:10]}"
     return label
 
 
-def _slug(v: Any) -> str:
-    text = "-".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
+def _same(a: Any, b: Any) -> bool:
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
+def _diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries of ``a`` that ``b`` lacks or holds with another value."""
+    return {k: v for k, v in a.items() if k not in b or not _same(v, b[k])}
+
+
+def recorded_parameters(info: Mapping[str, Any], declared: Mapping[str, Param]) -> dict[str, Any]:
+    """The parameters a run record says it ran with, over the notebook's current names."""
+    rec = info.get("resolved") or {k: v for k, v in info.get("parameters", {}).items()
+                                   if k != "OUT_DIR"}
+    return {**defaults(declared), **{k: v for k, v in rec.items() if k in declared}}
 
 
 def plan(notebooks: Sequence[Path], base: Mapping[str, Any], grid: list[dict[str, Any]],
          out: Path, raw: Mapping[str, str], prepare_only: bool = False) -> list[Run]:
-    """Validate every parameter set for every notebook and lay out the runs."""
-    runs = []
+    """Validate every parameter set for every notebook and lay out the runs (writes nothing).
+
+    ``base`` and ``raw`` (command-line texts) hold for the whole batch, each grid entry on top.
+    The batch's PROFILE counts as a default, so ``--profile smoke --out runs/smoke`` gives
+    ``runs/smoke/<stem>/``.
+    """
+    out = Path(out).resolve()
+    runs: list[Run] = []
+    names: dict[str, Path] = {}
     for path in notebooks:
         declared = notebook_parameters(path)
+        common = validate(path, base, raw)
+        reference = {**defaults(declared), **{k: v for k, v in common.items() if k == "PROFILE"}}
+        digest = source_hash(path)
         for g in grid:
-            given = {**base, **g}
-            params = validate(path, given, {k: v for k, v in raw.items() if k not in g})
-            stem = path.stem
-            label = run_label(g) if len(grid) > 1 else ""
+            params = {**common, **validate(path, g)}
+            resolved = {**defaults(declared), **params}
+            diff = _diff(resolved, reference)
+            name = f"{path.stem}__{run_label(diff)}" if diff else path.stem
+            if name in names:
+                if names[name] != path.resolve():
+                    raise UsageError(f"{names[name]} and {path} would share {out / name}; "
+                                     "run them into different --out folders")
+                continue  # the same notebook and parameters, named twice
+            names[name] = path.resolve()
             if prepare_only:
-                name = f"{stem}__{label}" if label else stem
-                run_dir, output = out / "_out" / name, out / f"{name}.ipynb"
+                run_dir, stage, output = out / PREPARED / name, None, out / f"{name}.ipynb"
             else:
-                run_dir = out / stem / label if label else out / stem
+                run_dir, stage = out / name, out / ATTEMPTS / name
                 output = run_dir / path.name
             if "OUT_DIR" in declared:
-                params["OUT_DIR"] = str(run_dir.resolve())
-            runs.append(Run(path.resolve(), params, run_dir.resolve(), output.resolve(),
-                            f"{stem}{'/' + label if label else ''}", source_hash(path)))
+                params["OUT_DIR"] = str(stage or run_dir)
+            run = Run(path.resolve(), params, run_dir, output, name, digest, resolved, stage)
+            if not prepare_only:
+                _check_folder(run, declared)
+            runs.append(run)
     return runs
 
 
+def _check_folder(run: Run, declared: Mapping[str, Param]) -> None:
+    """Refuse a folder that holds a completed run with other parameters."""
+    status, info = status_of(run.run_dir)
+    if status != "ok":
+        return
+    was = recorded_parameters(info, declared)
+    differs = _diff(run.resolved, was)
+    if differs:
+        text = ", ".join(f"{k}={was.get(k)!r} there, {v!r} now" for k, v in differs.items())
+        raise UsageError(f"{run.run_dir} holds a completed run with other parameters ({text}; "
+                         "the notebook's defaults or the profile changed?); move that folder "
+                         "away or use another --out")
+
+
 def is_done(run: Run) -> bool:
-    """A completed marker with the same parameters and notebook source."""
-    marker = run.run_dir / DONE
-    if not marker.exists():
+    """A completed run in ``run.run_dir`` with the same parameters and notebook source."""
+    status, info = status_of(run.run_dir)
+    if status != "ok":
         return False
-    try:
-        done = json.loads(marker.read_text())
-    except json.JSONDecodeError:
-        return False
-    return (done.get("status") == "ok" and done.get("parameters") == _jsonable(run.params)
-            and done.get("source_hash") == run.source_hash and run.output.exists())
+    declared = notebook_parameters(run.notebook)
+    return (_same(recorded_parameters(info, declared), run.resolved)
+            and info.get("source_hash") == run.source_hash and run.output.exists())
 
 
-def _jsonable(obj: Any) -> Any:
-    return json.loads(json.dumps(obj, default=str))
+# ------------------------------------------------------------ atomic results
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def _discard(old: Path, out: Path) -> None:
+    """Delete a replaced run folder, unless it holds runs of an older nested layout."""
+    if not old.exists():
+        return
+    if any(p.parent != old for p in old.rglob(DONE)):
+        keep = out / f"{old.name}.before-{time.strftime('%Y%m%d-%H%M%S')}"
+        old.rename(keep)
+        print(f"note: {keep} keeps the runs that were nested in the replaced folder")
+    else:
+        _remove(old)
+
+
+def promote(stage: Path, final: Path) -> None:
+    """Move a completed attempt into place; the run it replaces is deleted only afterwards.
+
+    A kill between the two renames leaves both under ``_attempts``; :func:`recover` finishes.
+    """
+    old = stage.parent / REPLACED / final.name
+    if final.exists():
+        old.parent.mkdir(exist_ok=True)
+        _remove(old)
+        final.rename(old)
+    stage.rename(final)
+    _discard(old, final.parent)
+
+
+def recover(out: Path) -> None:
+    """Finish what a kill interrupted in :func:`promote` (completed attempts not yet in place)."""
+    attempts = out / ATTEMPTS
+    for stage in sorted(attempts.glob("*")) if attempts.is_dir() else []:
+        if stage.is_dir() and not stage.name.startswith(".") and status_of(stage)[0] == "ok":
+            promote(stage, out / stage.name)
+    for old in sorted((attempts / REPLACED).glob("*")) if attempts.is_dir() else []:
+        if (out / old.name).exists():
+            _discard(old, out)
+        else:
+            old.rename(out / old.name)
+
+
+def _tidy(out: Path) -> None:
+    """Remove ``_attempts`` when nothing is left in it."""
+    for folder in (out / ATTEMPTS / REPLACED, out / ATTEMPTS):
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
+def _write_json(path: Path, data: Mapping[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    tmp.replace(path)
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
 def execute(run: Run, cell_timeout: float | None = None, prepare_only: bool = False,
             kernel: str = KERNEL) -> dict[str, Any]:
-    """Run (or, with ``prepare_only``, parameterise) one notebook; never raises."""
+    """Run (or, with ``prepare_only``, parameterise) one notebook; returns its record.
+
+    Failures are recorded (``_error.json`` in the attempt folder), not raised.
+    """
     import papermill as pm
 
     # our own parser has validated the parameters; papermill's is stricter about comments
     # ("Unable to parse line") and would warn about parameters it failed to parse
     logging.getLogger("papermill").setLevel(logging.ERROR)
-    run.run_dir.mkdir(parents=True, exist_ok=True)
-    run.output.parent.mkdir(parents=True, exist_ok=True)
-    for stale in (DONE, ERROR):
-        (run.run_dir / stale).unlink(missing_ok=True)
-    record = {"notebook": run.notebook.name, "label": run.label,
-              "parameters": _jsonable(run.params), "source_hash": run.source_hash,
-              "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    if prepare_only:
+        workdir, output, extra = run.run_dir, run.output, {}
+    else:
+        assert run.stage is not None
+        workdir, output = run.stage, run.stage / run.notebook.name
+        _remove(workdir)  # an earlier failed or interrupted attempt: superseded
+        extra = {"kernel_manager_class": procguard.kernel_manager_class()}
+    workdir.mkdir(parents=True, exist_ok=True)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    record = {"notebook": run.notebook.name, "label": run.label, "parameters": run.params,
+              "resolved": run.resolved, "source_hash": run.source_hash,
+              "executed_in": str(workdir), "started": _now()}
     t0 = time.perf_counter()
     try:
         pm.execute_notebook(
-            str(run.notebook), str(run.output), parameters=run.params, kernel_name=kernel,
+            str(run.notebook), str(output), parameters=run.params, kernel_name=kernel,
             cwd=str(run.notebook.parent), prepare_only=prepare_only, progress_bar=False,
             request_save_on_cell_execute=True,
-            execution_timeout=cell_timeout if cell_timeout else None)
+            execution_timeout=cell_timeout if cell_timeout else None, **extra)
     except Exception as e:  # record and go on with the other runs
-        record.update(status="failed", wall_s=round(time.perf_counter() - t0, 2),
-                      error=_describe(e))
+        record.update(status="failed", finished=_now(),
+                      wall_s=round(time.perf_counter() - t0, 2), error=_describe(e))
         if not prepare_only:
-            (run.run_dir / ERROR).write_text(json.dumps(record, indent=1))
+            _write_json(workdir / ERROR, record)
         return record
-    record.update(status="prepared" if prepare_only else "ok",
+    record.update(status="prepared" if prepare_only else "ok", finished=_now(),
                   wall_s=round(time.perf_counter() - t0, 2))
     if not prepare_only:
-        (run.run_dir / DONE).write_text(json.dumps(record, indent=1))
+        procguard.exit_if_orphaned()  # a pool worker whose runner died records nothing
+        _write_json(workdir / DONE, record)
+        promote(workdir, run.run_dir)
     return record
 
 
@@ -333,12 +330,16 @@ def _describe(e: BaseException) -> str:
 
 
 def _execute_star(args: tuple[Run, float | None, bool]) -> dict[str, Any]:
+    procguard.exit_if_orphaned()  # never start a queued run for a runner that is gone
     return execute(*args)
 
 
 def run_all(runs: Sequence[Run], jobs: int = 1, cell_timeout: float | None = None,
             prepare_only: bool = False, progress: bool = True) -> list[dict[str, Any]]:
-    """Execute runs, ``jobs`` at a time, with a tqdm bar; results in input order."""
+    """Execute runs, ``jobs`` at a time, with a tqdm bar; results in input order.
+
+    Pool workers (and the kernels they start) die with this process (:mod:`procguard`).
+    """
     from tqdm.auto import tqdm
 
     results: list[dict[str, Any]] = [{} for _ in runs]
@@ -361,67 +362,16 @@ def run_all(runs: Sequence[Run], jobs: int = 1, cell_timeout: float | None = Non
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as ex:
+        ex = ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"),
+                                 initializer=procguard.worker_init, initargs=(os.getpid(),))
+        try:
             futures = {ex.submit(_execute_star, t): i for i, t in enumerate(tasks)}
             for fut in as_completed(futures):
                 done(futures[fut], fut.result())
+        finally:
+            ex.shutdown(wait=True, cancel_futures=True)
     bar.close()
     return results
-
-
-# ---------------------------------------------------------------- collection
-def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested dicts become dotted keys; lists are kept (written as JSON)."""
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, Mapping):
-            out.update(flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
-def run_info(run_dir: Path) -> dict[str, Any]:
-    """The marker (``_done.json`` / ``_error.json``) of a run folder, if any."""
-    for name in (DONE, ERROR):
-        if (run_dir / name).exists():
-            try:
-                return json.loads((run_dir / name).read_text())
-            except json.JSONDecodeError:
-                pass
-    return {}
-
-
-def collect_metrics(out: str | Path) -> Path:
-    """Every ``metrics.json`` under ``out`` as one tidy CSV ``out/metrics.csv``.
-
-    Columns: notebook, run (folder relative to ``out``), parameters (JSON, without OUT_DIR), key
-    (nested dicts flattened with dots), value (lists and strings as JSON).
-    """
-    out = Path(out)
-    rows = []
-    for path in sorted(out.rglob("metrics.json")):
-        run_dir = path.parent
-        info = run_info(run_dir)
-        try:
-            metrics = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            metrics = {"_unreadable": str(e)}
-        notebook = info.get("notebook") or next(
-            (p.name for p in run_dir.glob("*.ipynb")), run_dir.name)
-        params = json.dumps({k: v for k, v in info.get("parameters", {}).items()
-                             if k != "OUT_DIR"}, sort_keys=True)  # `run` names the folder
-        for key, value in flatten(metrics).items():
-            if not isinstance(value, (int, float)) or isinstance(value, bool):
-                value = json.dumps(value)
-            rows.append([notebook, run_dir.relative_to(out).as_posix(), params, key, value])
-    target = out / "metrics.csv"
-    with target.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["notebook", "run", "parameters", "key", "value"])
-        w.writerows(rows)
-    return target
 
 
 # --------------------------------------------------------------------- kernel
@@ -487,67 +437,162 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m mtlkit.nbrun", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="Parameter values are YAML: -p SEEDS '[0, 1, 2]' -p LR 0.01 -p DEVICE cpu")
+        epilog="Parameter values are YAML: -p SEEDS '[0, 1, 2]' -p LR 1e-3 -p DEVICE cpu; "
+               "a str parameter takes the text as typed.")
     p.add_argument("notebooks", nargs="+", type=Path, help="notebook files (.ipynb)")
     p.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
-                   metavar=("NAME", "VALUE"), help="set a parameter (value parsed as YAML)")
+                   metavar=("NAME", "VALUE"),
+                   help="set a parameter (YAML; a str parameter takes the text as typed)")
     p.add_argument("--profile", choices=PROFILES, help="shorthand for -p PROFILE P")
     p.add_argument("--out", type=Path, help="output folder (default runs/<profile>)")
-    p.add_argument("--force", action="store_true", help="rerun runs that already completed")
+    p.add_argument("--force", action="store_true",
+                   help="rerun runs that already completed (the earlier result is replaced "
+                        "only when the rerun completes)")
     p.add_argument("--jobs", type=int, default=1, help="runs in parallel (default 1)")
     p.add_argument("--cell-timeout", type=float, default=3600,
                    help="seconds per cell before the run fails (0 = none; default 3600)")
     p.add_argument("--prepare-only", action="store_true",
-                   help="inject parameters without executing; writes <out>/<stem>.ipynb")
-    p.add_argument("--report", action="store_true", help="write <out>/index.html")
+                   help="inject parameters without executing; writes <out>/<name>.ipynb")
+    p.add_argument("--report", action="store_true",
+                   help="write <out>/index.html and an HTML copy of every executed notebook")
     p.add_argument("--grid", type=Path, help="YAML: a list of parameter dicts or a dict of lists")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
     return p
 
 
-def _given(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, str]]:
+def split_parameters(argv: Sequence[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """Take every ``-p NAME VALUE`` out of ``argv`` verbatim (argparse would read a value such
+    as ``-1e-5`` or ``-x`` as an option); the rest goes to argparse."""
+    rest, params, i = [], [], 0
+    while i < len(argv):
+        if argv[i] in ("-p", "--parameter") and i + 2 < len(argv):
+            params.append((argv[i + 1], argv[i + 2]))
+            i += 3
+        else:
+            rest.append(argv[i])
+            i += 1
+    return rest, params
+
+
+def unique_notebooks(paths: Iterable[Path]) -> list[Path]:
+    """The notebook files, each once (however it was named), in the order given."""
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise UsageError(f"no such notebook: {', '.join(missing)}")
+    seen: dict[Path, Path] = {}
+    for p in paths:
+        seen.setdefault(p.resolve(), p)
+    return list(seen.values())
+
+
+def check_out(out: Path) -> None:
+    """``--out`` must be a folder that exists or can be created, and be writable."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file, not a folder; choose another --out")
+    probe = out.absolute()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise UsageError(f"--out {out}: {probe} is a file, so the folder cannot be created")
+    try:  # os.access is not enough (root, read-only mounts): try, and leave nothing behind
+        os.rmdir(tempfile.mkdtemp(prefix=".nbrun-probe-", dir=probe))
+    except OSError as e:
+        raise UsageError(f"--out {out}: cannot write in {probe} ({e.strerror or e}); "
+                         "choose another --out") from None
+
+
+@contextlib.contextmanager
+def locked(out: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``out`` (POSIX): two runners never write one folder."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no lock
+        yield
+        return
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise UsageError(f"another nbrun is writing into {out}; wait for it, or use "
+                             "another --out") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def _plan_from_args(args: argparse.Namespace) -> tuple[list[Run], Path]:
+    notebooks = unique_notebooks(args.notebooks)
+    if args.jobs < 1:
+        raise UsageError(f"--jobs {args.jobs}: give at least 1")
     raw: dict[str, str] = {name: value for name, value in args.parameter}
     if args.profile:
         if raw.get("PROFILE", args.profile) != args.profile:
             raise UsageError(f"--profile {args.profile} contradicts -p PROFILE {raw['PROFILE']}")
         raw["PROFILE"] = args.profile
-    return {k: parse_value(v) for k, v in raw.items()}, raw
+    out = args.out or Path("runs") / raw.get("PROFILE", "teach")
+    check_out(out)
+    grid = load_grid(args.grid) if args.grid else [{}]
+    return plan(notebooks, {}, grid, out, raw, args.prepare_only), out
+
+
+def _summary(out: Path, todo: Sequence[Run], prepare_only: bool) -> int:
+    """Print what failed in this batch and what earlier attempts are unfinished; the count."""
+    failed = [r for r in todo if r.result.get("status") == "failed"]
+    for r in failed:
+        kept = " (the earlier completed run is kept)" if status_of(r.run_dir)[0] == "ok" else ""
+        where = r.run_dir if prepare_only else r.stage
+        print(f"FAILED {r.label}: {r.result.get('error')}\n  see {where}{kept}", file=sys.stderr)
+    if not prepare_only:
+        names = {r.label for r in failed}
+        older = [p for p in unfinished_runs(out) if p.name not in names]
+        if older:
+            print(f"note: {len(older)} earlier attempt(s) failed or were interrupted: "
+                  f"{', '.join(p.name for p in older)} (see {out / 'runs.csv'})", file=sys.stderr)
+    return len(failed)
 
 
 def main(argv: Iterable[str] | None = None) -> int:
-    """The command line; returns the exit status (0 ok, 1 a run failed, 2 usage)."""
-    args = build_parser().parse_args(list(argv) if argv is not None else None)
+    """The command line; returns the exit status (0 ok, 1 a run failed, 2 usage, 130 ^C)."""
+    rest, params = split_parameters(list(sys.argv[1:] if argv is None else argv))
+    args = build_parser().parse_args(rest)
+    args.parameter = params
     try:
-        missing = [str(p) for p in args.notebooks if not p.is_file()]
-        if missing:
-            raise UsageError(f"no such notebook: {', '.join(missing)}")
-        given, raw = _given(args)
-        grid = expand_grid(yaml.safe_load(args.grid.read_text()) if args.grid else None)
-        out = args.out or Path("runs") / str(given.get("PROFILE", "teach"))
-        runs = plan(args.notebooks, given, grid, out, raw, args.prepare_only)
-    except (UsageError, OSError, yaml.YAMLError) as e:
+        runs, out = _plan_from_args(args)
+    except UsageError as e:
         print(f"nbrun: error: {e}", file=sys.stderr)
         return 2
     warning = check_kernel()
     if warning:
         print(f"nbrun: warning: {warning}", file=sys.stderr)
     out.mkdir(parents=True, exist_ok=True)
-    todo = runs if args.force or args.prepare_only else [r for r in runs if not is_done(r)]
-    for r in runs:
-        if r not in todo:
-            print(f"= {r.label}  already completed (use --force to rerun)")
-    results = run_all(todo, args.jobs, args.cell_timeout or None, args.prepare_only,
-                      progress=not args.no_progress)
-    failed = [r for r, res in zip(todo, results) if res.get("status") == "failed"]
-    if not args.prepare_only:
-        print(f"metrics: {collect_metrics(out)}")
-    if args.report:
-        from mtlkit.report import write_report
+    try:
+        with locked(out):
+            if not args.prepare_only:
+                recover(out)
+            todo = runs if args.force or args.prepare_only else [r for r in runs if not is_done(r)]
+            for r in runs:
+                if r not in todo:
+                    print(f"= {r.label}  already completed (use --force to rerun)")
+            try:
+                run_all(todo, args.jobs, args.cell_timeout or None, args.prepare_only,
+                        progress=not args.no_progress)
+            except KeyboardInterrupt:
+                print(f"nbrun: interrupted; completed runs are kept, the unfinished ones are in "
+                      f"{out / ATTEMPTS}; run the same command again to finish",
+                      file=sys.stderr)
+                return 130
+            if not args.prepare_only:
+                _tidy(out)
+                print(f"metrics: {collect_metrics(out)}\nruns: {collect_runs(out)}")
+            if args.report:
+                from mtlkit.report import write_report
 
-        print(f"report: {write_report(out)}")
-    for r in failed:
-        print(f"FAILED {r.label}: {r.result.get('error')}\n  see {r.output}", file=sys.stderr)
-    return 1 if failed else 0
+                print(f"report: {write_report(out)}")
+    except UsageError as e:
+        print(f"nbrun: error: {e}", file=sys.stderr)
+        return 2
+    return 1 if _summary(out, todo, args.prepare_only) else 0
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
     python scripts/notebook_map.py --smoke runs/smoke-timing --teach runs/teach
 
 Topic and source come from each notebook's title cell; runtimes are the wall
-times that ``python -m mtlkit.nbrun`` recorded in each run's ``_done.json``.
+times that ``python -m mtlkit.nbrun`` recorded in each completed run's ``_done.json``
+(``<runs>/<stem>/``: the run with the notebook's defaults and the batch's profile, e.g.
+``--profile smoke --out runs/smoke-timing``; failed attempts are never counted).
 """
 
 from __future__ import annotations
@@ -11,9 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from mtlkit.runs import status_of  # noqa: E402 (after the path)
 
 
 def title_cell(path: Path) -> str:
@@ -28,10 +33,10 @@ def title_cell(path: Path) -> str:
 def wall(runs: Path | None, stem: str) -> str:
     if runs is None:
         return "–"
-    done = runs / stem / "_done.json"
-    if not done.exists():
+    status, record = status_of(runs / stem)
+    if status != "ok":
         return "–"
-    s = json.loads(done.read_text()).get("wall_s")
+    s = record.get("wall_s")
     return "–" if s is None else (f"{s:.0f} s" if s < 90 else f"{s / 60:.1f} min")
 
 
