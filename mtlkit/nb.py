@@ -148,7 +148,7 @@ def _default_out(ns: Mapping[str, Any], profile: str) -> Path:
     name = Path(str(ns.get("__session__") or ns.get("__vsc_ipynb_file__") or "notebook")).stem
     root = Path(__file__).resolve().parents[1]  # the checkout, when installed editable
     base = root / "runs" if (root / "notebooks").is_dir() else Path("runs")
-    return base / profile / name
+    return base / "interactive" / profile / name  # never a folder nbrun fills
 
 
 def _print_config(cfg: Config) -> None:

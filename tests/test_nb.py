@@ -174,12 +174,13 @@ def test_out_dir_before_setup_raises():
         nb.out_dir()
 
 
-def test_default_out_dir_is_runs_profile_notebook(ns, tmp_path):
+def test_default_out_dir_is_runs_interactive_profile_notebook(ns, tmp_path):
+    """An interactive run never writes into a folder that nbrun fills (runs/<profile>/...)."""
     ns = {**ns, "OUT_DIR": "", "__session__": str(tmp_path / "notebooks" / "07_demo.ipynb")}
     cfg = nb.setup(ns, quiet=True)
     try:
-        assert cfg.out_dir.parts[-3:] == ("runs", "smoke", "07_demo")
+        assert cfg.out_dir.parts[-4:] == ("runs", "interactive", "smoke", "07_demo")
     finally:
-        for p in (cfg.out_dir, cfg.out_dir.parent):
+        for p in (cfg.out_dir, cfg.out_dir.parent, cfg.out_dir.parent.parent):
             if p.is_dir() and not any(p.iterdir()):
                 p.rmdir()
