@@ -2,6 +2,9 @@
 
 * Under pytest-xdist the cores are shared between workers: each worker's torch, and
   the notebook kernels it starts (via OMP_NUM_THREADS), get an equal share.
+* Every test starts from the same global random state (``random``, NumPy, torch seeded
+  to 0 by an autouse fixture), so a test that draws from the global generators sees the
+  same numbers whatever ran before it (selection with ``-k``, xdist's distribution).
 * Hypothesis profiles, chosen by ``HYPOTHESIS_PROFILE`` (``scripts/test.sh``, i.e.
   ``make test``, exports ``ci``; so does any environment with ``CI`` set):
 
@@ -15,7 +18,11 @@
 from __future__ import annotations
 
 import os
+import random
 
+import numpy as np
+import pytest
+import torch
 from hypothesis import settings
 
 settings.register_profile("ci", derandomize=True, database=None, deadline=None,
@@ -34,11 +41,17 @@ def hypothesis_profile(env: dict[str, str] | os._Environ = os.environ) -> str:
 settings.load_profile(hypothesis_profile())
 
 
+@pytest.fixture(autouse=True)
+def _seed_global_generators():
+    """Seed the global generators before each test (hypothesis reseeds them per example)."""
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+
+
 def pytest_configure(config):
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
     if workers > 1:
-        import torch
-
         threads = max(1, (os.cpu_count() or 1) // workers)
         os.environ.setdefault("OMP_NUM_THREADS", str(threads))
         torch.set_num_threads(threads)

@@ -1,4 +1,5 @@
-"""The hypothesis profiles of tests/conftest.py: CI (``make test``) is derandomized."""
+"""tests/conftest.py: CI (``make test``) runs hypothesis derandomized, and every test
+starts from the same global random state."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import sys
 from pathlib import Path
 
 import conftest
+import numpy as np
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,3 +36,11 @@ def test_make_test_runs_hypothesis_derandomized():
                                       capture_output=True, text=True, check=True).stdout.split()
     assert out["ci"] == ["True", "True", "None", "True"]
     assert out["dev"][0] == "False" and out["dev"][2] == "None"
+
+
+def test_each_test_starts_from_seeded_global_generators():
+    """Whatever ran before (another test, or this one's draws), the fixture reseeded."""
+    first = (np.random.rand(), torch.rand(1).item())
+    np.random.seed(0)
+    torch.manual_seed(0)
+    assert (np.random.rand(), torch.rand(1).item()) == first
