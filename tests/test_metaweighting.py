@@ -286,6 +286,16 @@ def test_simplex_projection_matches_qp(v, total):
     assert np.ptp(theta) < 1e-9 and np.all(vv[~on] <= theta[0] + 1e-9)
 
 
+def test_simplex_projection_of_huge_entries():
+    """The largest entry stays active however large |v| is (a float32 v of -2e13 absorbed
+    the total, left no active entry and indexed css[-1])."""
+    for dtype in (torch.float32, torch.float64):
+        w = project_simplex(torch.tensor([-2.1e13], dtype=dtype), 1.0)
+        assert w.tolist() == [1.0]
+        w = project_simplex(torch.tensor([-1e13, -1e13 - 3e6, 5e12], dtype=dtype), 2.0)
+        assert w.tolist() == [0.0, 0.0, 2.0]
+
+
 def test_constraints_keep_w_valid():
     gs = torch.tensor([[1.0, 0.0], [-1.0, 1.0]], dtype=torch.float64)
     gq = -10 * gs  # huge steps that would push a weight negative
