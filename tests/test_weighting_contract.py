@@ -232,3 +232,15 @@ def test_half_precision_faults_found():
         _, w32 = ref.combine((lo + 1).float(), g.float())
     assert (w != 1).any()
     torch.testing.assert_close(w, w32)
+
+
+def test_huge_finite_rows_are_not_refused():
+    """The check sums each row: a sum that overflows from finite entries (3e38 in float32,
+    1e308 in float64) is told apart from a NaN or inf entry."""
+    for big, dtype in ((3e38, torch.float32), (1e308, torch.float64)):
+        g = torch.full((3, 4), big, dtype=dtype)
+        d, w = W.get("EW").combine(torch.ones(3, dtype=dtype), g)
+        assert torch.equal(w, torch.full((3,), 1 / 3, dtype=dtype))
+        g[2, 1] = -float("inf")
+        with pytest.raises(NonFiniteError, match="gradient row of task 2"):
+            W.get("EW").combine(torch.ones(3, dtype=dtype), g)

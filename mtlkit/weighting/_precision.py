@@ -46,7 +46,10 @@ def inner_products(a: Tensor, b: Tensor) -> Tensor:
     elsewhere half input is converted block by block."""
     p, half = a.shape[1], a.dtype in HALF or b.dtype in HALF
     if a.device.type == "cuda" and half and a.dtype == b.dtype:
-        return torch.mm(a, b.T, out_dtype=torch.float32)
+        try:
+            return torch.mm(a, b.T, out_dtype=torch.float32)
+        except RuntimeError:  # a build without the float32-output kernel: blocks below
+            pass
     if not half and (a.device.type != "cpu" or p <= 2 * CPU_BLOCK):
         return a @ b.T
     block, dtype = _block(a), torch.promote_types(work_dtype(a), work_dtype(b))

@@ -66,12 +66,12 @@ class NonFiniteError(FloatingPointError, ValueError):
     """
 
     def __init__(self, strategy: str, where: dict[str, list[int]],
-                 losses: dict[str, list[float]] | None = None) -> None:
+                 values: dict[str, list[float]] | None = None) -> None:
         self.strategy, self.where = strategy, where
         self.tasks = sorted({i for idx in where.values() for i in idx})
         parts = []
         for kind, idx in where.items():
-            vals = (losses or {}).get(kind)
+            vals = (values or {}).get(kind)  # the losses, shown with their index
             what = f"the {kind}{'' if 'loss' in kind else ' row'} of task{'s' * (len(idx) > 1)}"
             parts.append(what + " " + ", ".join(f"{i} ({vals[i]})" if vals else str(i)
                                                 for i in idx))
@@ -82,8 +82,6 @@ class NonFiniteError(FloatingPointError, ValueError):
 
 class UnsupportedDtypeError(TypeError):
     """Losses or gradients of a dtype no strategy supports (see :data:`SUPPORTED_DTYPES`)."""
-
-
 
 
 class Weighting:
@@ -206,6 +204,7 @@ class Weighting:
                     values[kind] = x.detach().float().cpu().tolist()
         if where:
             raise NonFiniteError(self.name, where, values)
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.hparams().items())
         return f"{type(self).__name__}({args})"
