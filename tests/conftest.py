@@ -2,24 +2,56 @@
 
 * Under pytest-xdist the cores are shared between workers: each worker's torch, and
   the notebook kernels it starts (via OMP_NUM_THREADS), get an equal share.
-* Hypothesis: no per-example deadline (timings on a loaded 2-core machine vary).
+* Every test starts from the same global random state (``random``, NumPy, torch seeded
+  to 0 by an autouse fixture), so a test that draws from the global generators sees the
+  same numbers whatever ran before it (selection with ``-k``, xdist's distribution).
+* Hypothesis profiles, chosen by ``HYPOTHESIS_PROFILE`` (``scripts/test.sh``, i.e.
+  ``make test``, exports ``ci``; so does any environment with ``CI`` set):
+
+  - ``ci``: derandomized (the same examples on every run and machine), no example
+    database, no per-example deadline (timings on a loaded 2-core machine vary), and
+    a failure prints its ``@reproduce_failure`` blob;
+  - ``dev`` (default): randomized, so local runs keep exploring new inputs; no
+    deadline.  Replay a CI failure with ``--hypothesis-seed=N`` or the printed blob.
 """
 
 from __future__ import annotations
 
 import os
+import random
 
+import numpy as np
+import pytest
+import torch
 from hypothesis import settings
 
-settings.register_profile("mtlkit", deadline=None)
-settings.load_profile("mtlkit")
+settings.register_profile("ci", derandomize=True, database=None, deadline=None,
+                          print_blob=True)
+settings.register_profile("dev", deadline=None, print_blob=True)
+
+
+def hypothesis_profile(env: dict[str, str] | os._Environ = os.environ) -> str:
+    """The profile to load: ``$HYPOTHESIS_PROFILE``, else ``ci`` under CI, else ``dev``."""
+    name = env.get("HYPOTHESIS_PROFILE", "").strip()
+    if name:
+        return name
+    return "ci" if env.get("CI", "").strip().lower() not in ("", "0", "false") else "dev"
+
+
+settings.load_profile(hypothesis_profile())
+
+
+@pytest.fixture(autouse=True)
+def _seed_global_generators():
+    """Seed the global generators before each test (hypothesis reseeds them per example)."""
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
 
 
 def pytest_configure(config):
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
     if workers > 1:
-        import torch
-
         threads = max(1, (os.cpu_count() or 1) // workers)
         os.environ.setdefault("OMP_NUM_THREADS", str(threads))
         torch.set_num_threads(threads)

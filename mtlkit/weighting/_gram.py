@@ -11,9 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-#: columns per block of :func:`inner_products` on the CPU (two T x 16384 float32
-#: blocks stay in cache; measured 2x faster than one call at T = 14, P = 2e5)
-CPU_BLOCK = 16384
+from mtlkit.weighting._precision import inner_products, work_dtype
 
 
 def gram64(grads: Tensor) -> Tensor:
@@ -26,23 +24,11 @@ def gram(grads: Tensor) -> np.ndarray:
     return gram64(grads.detach()).cpu().numpy()
 
 
-def inner_products(a: Tensor, b: Tensor) -> Tensor:
-    """A B^T for two wide T x P matrices.  On the CPU, summed over column blocks
-    of :data:`CPU_BLOCK` (a skinny product of long rows is memory-bound, and
-    blocking keeps both operands in cache); elsewhere one matmul."""
-    p = a.shape[1]
-    if a.device.type != "cpu" or p <= 2 * CPU_BLOCK:
-        return a @ b.T
-    out = a[:, :CPU_BLOCK] @ b[:, :CPU_BLOCK].T
-    for i in range(CPU_BLOCK, p, CPU_BLOCK):
-        out.addmm_(a[:, i:i + CPU_BLOCK], b[:, i:i + CPU_BLOCK].T)
-    return out
-
-
 def symmetric_finite(m: np.ndarray) -> np.ndarray:
-    """(M + M^T) / 2 with non-finite entries (diverged gradients) made finite, so
-    that an eigen-solver gives a (meaningless) answer instead of a LinAlgError;
-    the trainer stops such a run with a clear message."""
+    """(M + M^T) / 2 with non-finite entries made finite, so that an eigen-solver
+    gives an answer instead of a LinAlgError.  Strategies refuse non-finite gradients
+    (:class:`~mtlkit.weighting.base.NonFiniteError`); this only catches a Gram matrix
+    that overflowed from huge finite ones."""
     big = np.sqrt(np.finfo(np.float64).max) / max(len(m), 1)
     m = np.nan_to_num(m, nan=0.0, posinf=big, neginf=-big)
     return (m + m.T) / 2
@@ -56,5 +42,6 @@ def psd_factor(m: np.ndarray, eps: float = 1e-12) -> np.ndarray:
 
 
 def to_weights(x: np.ndarray, like: Tensor) -> Tensor:
-    """A NumPy vector as a tensor on ``like``'s device and dtype."""
-    return torch.as_tensor(np.asarray(x), dtype=like.dtype, device=like.device)
+    """A NumPy vector as a tensor on ``like``'s device, in its
+    :func:`~mtlkit.weighting.base.work_dtype` (float32 for half gradients)."""
+    return torch.as_tensor(np.asarray(x), dtype=work_dtype(like), device=like.device)

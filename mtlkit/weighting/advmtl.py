@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from mtlkit.weighting.base import LOSSES, Weighting, register, weighted_direction
+from mtlkit.weighting.base import LOSSES, Weighting, register, weighted_direction, work_dtype
 from mtlkit.weighting.tchebycheff import warn_unless_shared_private
 
 
@@ -38,5 +38,5 @@ class AdvMTL(Weighting):
 
     def combine(self, losses: Tensor, grads: Tensor | None = None):
         t = self._check(losses, grads)
-        w = torch.full((t,), 1.0 / t, dtype=losses.dtype, device=losses.device)
+        w = torch.full((t,), 1.0 / t, dtype=work_dtype(losses), device=losses.device)
         return weighted_direction(w, grads), w

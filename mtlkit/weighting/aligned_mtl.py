@@ -6,7 +6,7 @@ import numpy as np
 from torch import Tensor
 
 from mtlkit.weighting._gram import gram, symmetric_finite, to_weights
-from mtlkit.weighting.base import PARAM, REP, Weighting, register
+from mtlkit.weighting.base import PARAM, REP, Weighting, register, weighted_direction
 
 
 def balance_matrix(m: np.ndarray, rtol: float = 1e-8) -> np.ndarray:
@@ -53,4 +53,4 @@ class AlignedMTL(Weighting):
         t = self._check(losses, grads)
         b = balance_matrix(gram(grads), self.rtol)
         w = to_weights(b.T @ np.full(t, 1.0 / t), grads)
-        return w @ grads, w
+        return weighted_direction(w, grads), w

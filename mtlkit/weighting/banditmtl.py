@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from mtlkit.weighting.base import LOSSES, Weighting, register, weighted_direction
+from mtlkit.weighting.base import LOSSES, Weighting, at_work, register, weighted_direction
 
 
 def mirror_ascent_step(p: Tensor, losses: Tensor, rho: float, lr: float) -> Tensor:
@@ -74,7 +74,8 @@ class BanditMTL(Weighting):
 
     def combine(self, losses: Tensor, grads: Tensor | None = None):
         t = self._check(losses, grads)
+        L = at_work(losses)
         if self.p is None:
-            self.p = torch.full((t,), 1.0 / t, dtype=losses.dtype, device=losses.device)
-        self.p = mirror_ascent_step(self.p.to(losses), losses.detach(), self.rho, self.lr)
+            self.p = torch.full((t,), 1.0 / t, dtype=L.dtype, device=L.device)
+        self.p = mirror_ascent_step(self.p.to(L), L, self.rho, self.lr)
         return weighted_direction(self.p, grads), self.p.clone()

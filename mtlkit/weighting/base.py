@@ -17,6 +17,18 @@ them back).
 Strategies never touch a model.  The gradient engine (:mod:`mtlkit.grads`)
 computes exactly what a strategy declares in :attr:`Weighting.needs` and
 writes the direction back into the model.
+
+Input every strategy refuses, in one place (:meth:`Weighting._check`, which every
+``combine`` calls before it changes any state):
+
+* a NaN or inf loss or gradient row (query ones too, for the bi-level strategies):
+  :class:`NonFiniteError`, naming the strategy and the task indices;
+* a dtype other than float16, bfloat16, float32, float64: :class:`UnsupportedDtypeError`.
+
+float16 and bfloat16 work: the T-vector and T x T math runs in float32 or float64
+(:func:`work_dtype`; their range and 3-8 significant bits cannot hold a weight such as
+1/(T eps^2), nor a learning-rate-sized update of a weight near 1), so the weights
+are float32; the direction has the gradients' dtype.
 """
 
 from __future__ import annotations
@@ -27,12 +39,49 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from mtlkit.weighting._precision import (  # noqa: F401 (at_work, work_dtype: for strategies)
+    at_work,
+    combine_rows,
+    work_dtype,
+)
+
 LOSSES = "losses"  #: the strategy needs only the T losses
 PARAM = "param"  #: per-task gradients of the shared parameters (T x P)
 REP = "rep"  #: per-task gradients of the shared representation (T x R)
 MODES = (LOSSES, PARAM, REP)
 
 _REGISTRY: dict[str, type[Weighting]] = {}
+
+#: the dtypes a strategy accepts for losses and gradients
+SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+class NonFiniteError(FloatingPointError, ValueError):
+    """A strategy was given a NaN or inf loss or gradient row.
+
+    A ``FloatingPointError`` (the trainer re-raises it naming the step) and a
+    ``ValueError`` (it is bad input).  ``where`` maps each kind of input (``"loss"``,
+    ``"gradient"``, ``"query loss"``, ``"query gradient"``) to the indices of the
+    tasks whose entry is not finite; ``tasks`` is their sorted union.
+    """
+
+    def __init__(self, strategy: str, where: dict[str, list[int]],
+                 values: dict[str, list[float]] | None = None) -> None:
+        self.strategy, self.where = strategy, where
+        self.tasks = sorted({i for idx in where.values() for i in idx})
+        parts = []
+        for kind, idx in where.items():
+            vals = (values or {}).get(kind)  # the losses, shown with their index
+            what = f"the {kind}{'' if 'loss' in kind else ' row'} of task{'s' * (len(idx) > 1)}"
+            parts.append(what + " " + ", ".join(f"{i} ({vals[i]})" if vals else str(i)
+                                                for i in idx))
+        super().__init__(f"{strategy} got non-finite input (NaN or inf): {'; '.join(parts)}. "
+                         "A strategy cannot weight tasks from it; in training this means the "
+                         "run diverged (lower the learning rate or clip gradients).")
+
+
+class UnsupportedDtypeError(TypeError):
+    """Losses or gradients of a dtype no strategy supports (see :data:`SUPPORTED_DTYPES`)."""
 
 
 class Weighting:
@@ -99,8 +148,11 @@ class Weighting:
         return {k: getattr(self, k) for k in sig.parameters if k != "self" and hasattr(self, k)}
 
     # ------------------------------------------------------------ helpers
-    def _check(self, losses: Tensor, grads: Tensor | None) -> int:
-        """Validate shapes, remember T, and raise if gradients are missing."""
+    def _check(self, losses: Tensor, grads: Tensor | None, query_losses: Tensor | None = None,
+               query_grads: Tensor | None = None) -> int:
+        """Validate shapes and dtypes, refuse non-finite input (:meth:`_require_finite`),
+        remember T, and raise if gradients are missing.  Called first by every
+        ``combine``, so a refused call changes no state."""
         if losses.dim() != 1:
             raise ValueError(f"{self.name}: losses must be a 1-D tensor of T losses, "
                              f"got shape {tuple(losses.shape)}")
@@ -111,12 +163,47 @@ class Weighting:
         if grads is None and self.needs_grads:
             raise ValueError(f"{self.name} needs per-task gradients (modes {self.modes}); "
                              "pass grads=G, a T x P tensor")
+        if query_losses is not None and query_losses.shape != losses.shape:
+            raise ValueError(f"{self.name}: query_losses must have the shape of losses "
+                             f"({t},), got {tuple(query_losses.shape)}")
+        named = {"loss": losses, "gradient": grads, "query loss": query_losses,
+                 "query gradient": query_grads}
+        named = {k: v for k, v in named.items() if v is not None}
+        for kind, x in named.items():
+            if x.dtype not in SUPPORTED_DTYPES:
+                plural = kind.replace("loss", "losses").replace("gradient", "gradients")
+                raise UnsupportedDtypeError(
+                    f"{self.name}: the {plural} are {x.dtype}; strategies support "
+                    "float16, bfloat16, float32 and float64 (convert with .float())")
+        self._require_finite(named)
         if self.num_tasks is None:
             self.num_tasks = t
         elif self.num_tasks != t:
             raise ValueError(f"{self.name} was used with {self.num_tasks} tasks and now gets {t}; "
                              "call reset() between problems")
         return t
+
+    def _require_finite(self, named: dict[str, Tensor]) -> None:
+        """Raise :class:`NonFiniteError` if a loss or a gradient row is NaN or inf.
+
+        One pass over each gradient matrix (its row sums: a NaN or inf entry makes the
+        sum non-finite; accumulated in float32, float64 for float64 input) and one host
+        sync.  A sum that overflowed from finite entries is told apart exactly, on the
+        error path only, so finite input is never refused."""
+        rows = [x.detach().sum(1, dtype=_acc(x)) if x.dim() == 2 else x.detach().to(_acc(x))
+                for x in named.values()]
+        if bool(torch.stack([torch.isfinite(r).all() for r in rows]).all()):
+            return
+        where, values = {}, {}
+        for (kind, x), r in zip(named.items(), rows):
+            bad = ~torch.isfinite(x.detach()).all(1) if x.dim() == 2 else ~torch.isfinite(r)
+            idx = bad.nonzero().flatten().tolist()
+            if idx:
+                where[kind] = idx
+                if x.dim() == 1:
+                    values[kind] = x.detach().float().cpu().tolist()
+        if where:
+            raise NonFiniteError(self.name, where, values)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.hparams().items())
@@ -160,9 +247,15 @@ def _to_cpu(v: Any) -> Any:
     return v
 
 
+def _acc(x: Tensor) -> torch.dtype:
+    """Accumulation dtype of the finiteness check: float64 for float64, else float32."""
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
 def weighted_direction(weights: Tensor, grads: Tensor | None) -> Tensor | None:
-    """d = G^T w, or None when no gradients were given."""
-    return None if grads is None else weights.to(grads.dtype) @ grads
+    """d = G^T w in the gradients' dtype (:func:`~mtlkit.weighting._precision.combine_rows`),
+    or None when no gradients were given."""
+    return None if grads is None else combine_rows(weights, grads)
 
 
 # ------------------------------------------------------------------ registry

@@ -8,7 +8,7 @@ from scipy.optimize import minimize, nnls
 from torch import Tensor
 
 from mtlkit.weighting._gram import gram, psd_factor, to_weights
-from mtlkit.weighting.base import PARAM, REP, Weighting, register
+from mtlkit.weighting.base import PARAM, REP, Weighting, register, weighted_direction
 from mtlkit.weighting.min_norm import simplex_faces, solve_min_norm
 
 #: largest T solved by :func:`cagrad_weights_exact` (2^T faces); SLSQP above
@@ -146,4 +146,4 @@ class CAGrad(Weighting):
         """Apply ``rescale`` and return (G^T coef, coef)."""
         coef = coef / {0: 1.0, 1: 1.0 + self.c**2, 2: 1.0 + self.c}[self.rescale]
         weights = to_weights(coef, grads)
-        return weights @ grads, weights
+        return weighted_direction(weights, grads), weights

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from mtlkit.weighting.base import PARAM, REP, Weighting, register
+from mtlkit.weighting._precision import row_norms
+from mtlkit.weighting.base import PARAM, REP, Weighting, at_work, register, work_dtype
 
 
 @register
@@ -48,7 +49,8 @@ class DBMTL(Weighting):
     def combine(self, losses: Tensor, grads: Tensor | None = None):
         self._check(losses, grads)
         self.steps += 1
-        scale = 1.0 / (losses.detach().to(grads.dtype) + self.eps)
+        # float32 for half gradients: 1 / L_t and the EMA overflow or stall in 16 bits
+        scale = 1.0 / (at_work(losses).to(work_dtype(grads)) + self.eps)
         log_grads = grads * scale[:, None]
         if self.buffer is None or self.buffer.shape != grads.shape:
             self.buffer = log_grads.clone()
@@ -57,9 +59,9 @@ class DBMTL(Weighting):
             b = self.beta / self.steps**self.beta_sigma
             self.buffer.mul_(b).add_(log_grads, alpha=1.0 - b)
             keep = torch.full_like(scale, 1.0 - b)
-        norms = self.buffer.norm(dim=1)
+        norms = row_norms(self.buffer)  # h of huge gradients over tiny losses: no overflow
         alpha = norms.max() / (norms + self.eps)
-        direction = alpha @ self.buffer
+        direction = (alpha @ self.buffer).to(grads.dtype)
         return direction, alpha * keep * scale
 
     def reset(self) -> None:

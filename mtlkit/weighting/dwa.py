@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor
 
-from mtlkit.weighting.base import LOSSES, Weighting, register, weighted_direction
+from mtlkit.weighting.base import LOSSES, Weighting, at_work, register, weighted_direction
 
 _EPS = 1e-12
 
@@ -75,7 +75,7 @@ class DWA(Weighting):
 
     def combine(self, losses: Tensor, grads: Tensor | None = None):
         self._check(losses, grads)
-        L = torch.nan_to_num(losses.detach(), nan=0.0)
+        L = at_work(losses)
         w = self.current_weights(L)
         self.running = L.clone() if self.running is None else self.running.to(L) + L
         self.count += 1

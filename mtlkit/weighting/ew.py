@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from mtlkit.weighting.base import LOSSES, Weighting, register, weighted_direction
+from mtlkit.weighting.base import LOSSES, Weighting, register, weighted_direction, work_dtype
 
 
 @register
@@ -20,7 +20,7 @@ class EW(Weighting):
 
     def combine(self, losses: Tensor, grads: Tensor | None = None):
         t = self._check(losses, grads)
-        w = torch.full((t,), 1.0 / t, dtype=losses.dtype, device=losses.device)
+        w = torch.full((t,), 1.0 / t, dtype=work_dtype(losses), device=losses.device)
         return weighted_direction(w, grads), w
 
 
@@ -50,6 +50,6 @@ class STL(Weighting):
         t = self._check(losses, grads)
         if self.task >= t:
             raise ValueError(f"STL task={self.task} but there are only {t} tasks")
-        w = torch.zeros(t, dtype=losses.dtype, device=losses.device)
+        w = torch.zeros(t, dtype=work_dtype(losses), device=losses.device)
         w[self.task] = 1.0
         return weighted_direction(w, grads), w

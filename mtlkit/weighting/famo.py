@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor
 
-from mtlkit.weighting.base import LOSSES, Weighting, register, weighted_direction
+from mtlkit.weighting.base import LOSSES, Weighting, at_work, register, weighted_direction
 from mtlkit.weighting.uw import check_optimizer, learn_step
 
 
@@ -102,7 +102,7 @@ class FAMO(Weighting):
 
     def combine(self, losses: Tensor, grads: Tensor | None = None):
         t = self._check(losses, grads)
-        L = losses.detach()
+        L = at_work(losses)
         if self.logits is None:
             self.logits = torch.zeros(t, dtype=L.dtype, device=L.device)
         xi = self.logits.to(L)
@@ -112,5 +112,5 @@ class FAMO(Weighting):
             xi, self.opt_state = learn_step(xi, g, opt, self.optimizer, self.lr, self.gamma)
             self.logits = xi
         self.prev_losses = L.clone()
-        w = famo_weights(xi, torch.nan_to_num(L, nan=0.0), self.min_loss, self.eps)
+        w = famo_weights(xi, L, self.min_loss, self.eps)
         return weighted_direction(w, grads), w

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor
 
-from mtlkit.weighting.base import LOSSES, Weighting, register, weighted_direction
+from mtlkit.weighting.base import LOSSES, Weighting, at_work, register, weighted_direction
 
 
 def geometric_mean(losses: Tensor, eps: float = 1e-8) -> Tensor:
@@ -52,7 +52,7 @@ class GLS(Weighting):
 
     def combine(self, losses: Tensor, grads: Tensor | None = None):
         t = self._check(losses, grads)
-        L = torch.nan_to_num(losses.detach(), nan=self.eps).clamp(self.eps, 1 / self.eps)
+        L = at_work(losses).clamp(self.eps, 1 / self.eps)
         logL = torch.log(L)
         # w_t = exp(mean log L - log L_t) / T, computed in log space (no overflow)
         w = torch.exp(logL.mean() - logL) / t

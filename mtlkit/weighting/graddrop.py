@@ -8,7 +8,8 @@ import torch
 from torch import Tensor
 
 from mtlkit.weighting._gram import gram64
-from mtlkit.weighting.base import PARAM, REP, Weighting, register
+from mtlkit.weighting._precision import inner_products
+from mtlkit.weighting.base import PARAM, REP, Weighting, register, work_dtype
 
 
 def reproducing_weights(grads: Tensor, direction: Tensor, ridge: float = 1e-10) -> Tensor:
@@ -20,9 +21,9 @@ def reproducing_weights(grads: Tensor, direction: Tensor, ridge: float = 1e-10) 
     m = gram64(grads)
     t = m.shape[0]
     eps = ridge * m.diagonal().sum().clamp_min(1e-300) / t
-    rhs = (grads @ direction).double()
+    rhs = inner_products(grads, direction.unsqueeze(0)).double().squeeze(1)
     w, _ = torch.linalg.solve_ex(m + eps * torch.eye(t, dtype=m.dtype, device=m.device), rhs)
-    return torch.nan_to_num(w, nan=0.0, posinf=0.0, neginf=0.0).to(grads.dtype)
+    return torch.nan_to_num(w, nan=0.0, posinf=0.0, neginf=0.0).to(work_dtype(grads))
 
 
 def sign_purity(grads: Tensor, eps: float = 1e-12) -> Tensor:
@@ -31,13 +32,15 @@ def sign_purity(grads: Tensor, eps: float = 1e-12) -> Tensor:
 
 
 def graddrop_direction(grads: Tensor, u: Tensor, leak: float = 0.0) -> Tensor:
-    """d = sum_t (leak + (1 - leak) M_t) g_t,  M_t = 1[P > U] 1[g_t > 0] + 1[P < U] 1[g_t < 0]."""
+    """d = sum_t (leak + (1 - leak) M_t) g_t,  M_t = 1[P > U] 1[g_t > 0] + 1[P < U] 1[g_t < 0]
+    (float32 for half G)."""
     # coordinate-wise, M_t keeps every positive g_t (if P > U) or every negative one
     # (if P < U), so sum_t M_t g_t is the sum of the positive parts, (tot + |g|_1) / 2,
     # or of the negative ones, (tot - |g|_1) / 2, with tot = sum_t g_t.  And
     # P > U  <=>  tot > (2U - 1) sum_t |g_t|: no division, two passes over G, and
     # masks applied by multiplication (torch.where is several times slower on CPU).
-    tot, ab = grads.sum(0), grads.abs().sum(0)
+    wd = work_dtype(grads)  # float32 sums for half G: sum_t |g_t| may exceed float16's range
+    tot, ab = grads.sum(0, dtype=wd), grads.abs().sum(0, dtype=wd)
     if u.shape != tot.shape:  # u broadcasts against the coordinates (many draws at once)
         shape = torch.broadcast_shapes(u.shape, tot.shape)
         tot, ab, u = (x.expand(shape).contiguous() for x in (tot, ab, u))
@@ -119,6 +122,8 @@ class GradDrop(Weighting):
     def combine(self, losses: Tensor, grads: Tensor | None = None):
         self._check(losses, grads)
         gen = self._generator(grads.device)
-        u = torch.rand(grads.shape[1], generator=gen, device=grads.device, dtype=grads.dtype)
-        d = graddrop_direction(grads, u, self.leak)
+        # U in float32 for half gradients (bfloat16 would quantise P > U to 1/256 steps)
+        u = torch.rand(grads.shape[1], generator=gen, device=grads.device,
+                       dtype=work_dtype(grads))
+        d = graddrop_direction(grads, u, self.leak).to(grads.dtype)
         return d, reproducing_weights(grads, d)

@@ -7,7 +7,16 @@ import math
 import torch
 from torch import Tensor
 
-from mtlkit.weighting.base import PARAM, REP, Weighting, register, weighted_direction
+from mtlkit.weighting._precision import row_norms
+from mtlkit.weighting.base import (
+    PARAM,
+    REP,
+    Weighting,
+    at_work,
+    register,
+    weighted_direction,
+    work_dtype,
+)
 from mtlkit.weighting.uw import check_optimizer, learn_step
 
 _EPS = 1e-12
@@ -103,18 +112,19 @@ class GradNorm(Weighting):
 
     def combine(self, losses: Tensor, grads: Tensor | None = None):
         t = self._check(losses, grads)
-        L = losses.detach()
-        if self.initial_losses is None:
-            self.initial_losses = L.clone()
-        if self.w is None:
-            self.w = torch.ones(t, dtype=grads.dtype, device=grads.device)
-        w = self.w.to(grads)
         if self.last_numel > grads.shape[1]:
             raise ValueError(f"GradNorm: last_numel={self.last_numel} but G has only "
                              f"{grads.shape[1]} columns")
+        wd = work_dtype(grads)  # w in float32 for half gradients (Adam steps of 1e-4)
+        L = at_work(losses).to(wd)
+        if self.initial_losses is None:
+            self.initial_losses = L.clone()
+        if self.w is None:
+            self.w = torch.ones(t, dtype=wd, device=grads.device)
+        w = self.w.to(grads.device, wd)
         cols = grads[:, grads.shape[1] - self.last_numel:] if self.last_numel else grads
-        norms = torch.nan_to_num(cols.norm(dim=1))
-        g = torch.nan_to_num(self.grad_w(w, norms, L.to(grads)))
+        norms = row_norms(cols).to(wd)
+        g = torch.nan_to_num(self.grad_w(w, norms, L))
         opt = {k: (v.to(w) if torch.is_tensor(v) else v) for k, v in self.opt_state.items()}
         new, self.opt_state = learn_step(w, g, opt, self.optimizer, self.lr)
         new = new.clamp_min(1e-8)

@@ -6,7 +6,14 @@ import torch
 from torch import Tensor
 
 from mtlkit.weighting._gram import gram64
-from mtlkit.weighting.base import PARAM, REP, SeededWeighting, register
+from mtlkit.weighting.base import (
+    PARAM,
+    REP,
+    SeededWeighting,
+    register,
+    weighted_direction,
+    work_dtype,
+)
 
 
 def vaccine_coefficient(rho: Tensor, target: Tensor, norm_i: Tensor, norm_j: Tensor) -> Tensor:
@@ -82,5 +89,5 @@ class GradVac(SeededWeighting):
                 w[i, j] = w[i, j] + torch.where(ok & (rho < phi[i, j]), a, 0.0)
                 phi[i, j] = (1 - self.beta) * phi[i, j] + self.beta * rho
         self.phi = phi
-        weights = w.sum(0).to(grads.dtype)
-        return weights @ grads, weights
+        weights = w.sum(0).to(work_dtype(grads))
+        return weighted_direction(weights, grads), weights

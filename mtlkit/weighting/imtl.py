@@ -6,7 +6,15 @@ import torch
 from torch import Tensor
 
 from mtlkit.weighting._gram import gram64
-from mtlkit.weighting.base import LOSSES, PARAM, REP, Weighting, register
+from mtlkit.weighting.base import (
+    LOSSES,
+    PARAM,
+    REP,
+    Weighting,
+    register,
+    weighted_direction,
+    work_dtype,
+)
 
 METHODS = ("hybrid", "grad", "loss")
 
@@ -102,13 +110,13 @@ class IMTL(Weighting):
     def combine(self, losses: Tensor, grads: Tensor | None = None):
         self._check(losses, grads)
         if self.method == "loss":
-            w = self._scales(losses).to(losses.dtype)
-            return (None if grads is None else w.to(grads.dtype) @ grads), w
+            w = self._scales(losses).to(work_dtype(losses))
+            return weighted_direction(w, grads), w
         m = gram64(grads)
         if self.method == "grad":
             w = imtl_g_weights(m)
         else:
             scale = self._scales(losses)
             w = imtl_g_weights(m * scale[:, None] * scale[None, :]) * scale
-        w = w.to(grads.dtype)
-        return w @ grads, w
+        w = w.to(work_dtype(grads))
+        return weighted_direction(w, grads), w

@@ -60,8 +60,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mtlkit.weighting._gram import inner_products
-from mtlkit.weighting.base import PARAM, Weighting, register
+from mtlkit.weighting._precision import inner_products
+from mtlkit.weighting.base import PARAM, Weighting, register, weighted_direction, work_dtype
 from mtlkit.weighting.min_norm import METHODS, min_norm_frank_wolfe, solve_min_norm
 
 REDUCES = ("minnorm", "sum")
@@ -80,7 +80,10 @@ def hypergradient_matrix(val_grads: Tensor, support_grads: Tensor,
     ``overwrite_val=True`` scales ``val_grads`` in place (no T x P temporary).
     """
     if isinstance(precond, Tensor) and precond.dim() > 0:
-        scaled = val_grads.mul_(precond) if overwrite_val else val_grads * precond
+        if overwrite_val and val_grads.dtype == work_dtype(val_grads):
+            scaled = val_grads.mul_(precond)
+        else:  # half gradients: scaled in float32 (lr / (sqrt(v) + eps) exceeds float16)
+            scaled = val_grads * precond.to(work_dtype(val_grads))
         return -inner_products(scaled, support_grads)
     return inner_products(val_grads, support_grads) * (-precond)
 
@@ -92,7 +95,8 @@ def min_norm_weights(d: Tensor, iters: int = 250, tol: float = 1e-8,
     exact line search (Algorithm 2; ``iters``/``tol`` its iteration cap and relative
     duality-gap tolerance), ``"exact"`` support enumeration (T <= 10), ``"active"``
     Wolfe's active-set method, ``"auto"`` the fastest exact one for the device."""
-    b = (d @ d.T).double()
+    d64 = d.double()
+    b = d64 @ d64.T  # in float64: D of huge float32 gradients squares past float32
     # lambda* is invariant to the scale of B; D is O(eta) small, so normalise
     # before the solver's relative stopping rule sees it.
     b = b / torch.diagonal(b).max().clamp_min(torch.finfo(b.dtype).tiny)
@@ -115,14 +119,18 @@ def common_direction(d: Tensor, reduce: str = "minnorm", fw_iters: int = 250,
 
 
 def project_simplex(v: Tensor, total: float = 1.0) -> Tensor:
-    """Euclidean projection of v onto {w >= 0, sum w = total} (sort-based, no host sync)."""
-    u, _ = torch.sort(v, descending=True)
+    """Euclidean projection of v onto {w >= 0, sum w = total} (sort-based, no host sync).
+
+    v is shifted first so that its largest entry is 0 (the projection is invariant to
+    adding c 1): the largest entry is then always active (u_1 - css_1 = total > 0
+    exactly), however large |v| is (a float32 v of -2e13 absorbed total before)."""
+    u, _ = torch.sort(v - v.max(), descending=True)
     css = torch.cumsum(u, 0) - total
     k = torch.arange(1, v.numel() + 1, device=v.device, dtype=v.dtype)
     active = (u - css / k) > 0
     r = torch.where(active, k, torch.zeros_like(k)).max()  # number of positive entries
     theta = css.gather(0, (r - 1).long().reshape(1)) / r
-    return torch.clamp(v - theta, min=0.0)
+    return torch.clamp(v - v.max() - theta, min=0.0)
 
 
 def constrain(w: Tensor, constraint: str, total: float) -> Tensor:
@@ -142,13 +150,14 @@ def adam_preconditioner(optimizer: Any, params: list, num_tasks: int) -> Tensor:
     parts = []
     for p in params:
         g, st = groups.get(id(p)), optimizer.state.get(p, {})
+        dtype = work_dtype(p)
         if g is None or "exp_avg_sq" not in st:
-            parts.append(torch.zeros(p.numel(), device=p.device, dtype=p.dtype))
+            parts.append(torch.zeros(p.numel(), device=p.device, dtype=dtype))
             continue
         b1, b2 = g["betas"]
-        k = torch.as_tensor(st["step"], dtype=p.dtype, device=p.device)
+        k = torch.as_tensor(st["step"], dtype=dtype, device=p.device)
         v = st.get("max_exp_avg_sq", st["exp_avg_sq"]) if g.get("amsgrad") else st["exp_avg_sq"]
-        denom = (v / (1 - b2 ** k)).sqrt() + g["eps"]
+        denom = (v.to(dtype) / (1 - b2 ** k)).sqrt() + g["eps"]
         parts.append((g["lr"] * (1 - b1) / (1 - b1 ** k) / denom).reshape(-1))
     return torch.cat(parts) / num_tasks
 
@@ -167,7 +176,7 @@ def sgd_preconditioner(optimizer: Any, params: list, num_tasks: int,
         return lrs.pop() / num_tasks
     groups = {id(p): g["lr"] for g in optimizer.param_groups for p in g["params"]}
     return torch.cat([torch.full((p.numel(),), groups.get(id(p), 0.0), device=p.device,
-                                 dtype=p.dtype) for p in params]) / num_tasks
+                                 dtype=work_dtype(p)) for p in params]) / num_tasks
 
 
 # ------------------------------------------------------------ strategies
@@ -279,11 +288,12 @@ class Hypergradient(Weighting):
         will not write to ``grads`` before the next call returns, so it is kept by
         reference, not copied (the engine alternates two support buffers), and
         ``query_grads`` may be overwritten (it is scratch after this call)."""
-        t = self._check(losses, grads)
+        t = self._check(losses, grads, query_losses, query_grads)
         val = self._val_grads(grads, query_grads)
         if self.w is None:
-            self.w = torch.full((t,), self.init, dtype=grads.dtype, device=grads.device)
-        self.w = self.w.to(grads)  # after load_state_dict w is on the CPU
+            self.w = torch.full((t,), self.init, dtype=work_dtype(grads), device=grads.device)
+        # after load_state_dict w is on the CPU; float32 for half gradients
+        self.w = self.w.to(grads.device, work_dtype(grads))
         self.update_weights(val, overwrite_val=owned and query_grads is not None)
         if owned:
             self._prev, self._borrowed = grads, True
@@ -294,7 +304,7 @@ class Hypergradient(Weighting):
             self._prev.copy_(grads)
             self._borrowed = False
         weights = self.w / t  # Eq. 9: the inner objective is (1/T) sum_t w_t L^s_t
-        return weights @ grads, weights
+        return weighted_direction(weights, grads), weights
 
 
 @register

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from mtlkit.weighting._gram import gram64
-from mtlkit.weighting.base import PARAM, REP, Weighting, register
+from mtlkit.weighting.base import PARAM, REP, Weighting, register, weighted_direction, work_dtype
 from mtlkit.weighting.min_norm import METHODS, solve_min_norm
 
 NORMALIZATIONS = ("none", "l2", "loss", "loss+")
@@ -90,5 +90,5 @@ class MGDA(Weighting):
         n = gradient_normalizers(losses.detach(), m.diagonal(), self.normalization)
         n = n.clamp_min(1e-12)
         lam = solve_min_norm(m / (n[:, None] * n[None, :]), self.solver, self.iters, self.tol)
-        w = lam.to(grads.dtype)
-        return w @ grads, w
+        w = lam.to(work_dtype(grads))
+        return weighted_direction(w, grads), w

@@ -40,6 +40,7 @@ import torch
 from torch import Tensor
 
 from mtlkit.weighting._gram import gram64
+from mtlkit.weighting.base import weighted_direction
 
 
 def min_norm_2(g1g1: Tensor, g1g2: Tensor, g2g2: Tensor) -> tuple[Tensor, Tensor]:
@@ -251,7 +252,7 @@ def min_norm_element(grads: Tensor, method: str = "auto", iters: int = 250,
     """
     m = gram64(grads)
     lam = solve_min_norm(m, method, iters, tol)
-    return lam, lam.to(grads.dtype) @ grads
+    return lam, weighted_direction(lam, grads)
 
 
 METHODS = ("auto", "fw", "exact", "active")

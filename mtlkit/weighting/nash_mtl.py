@@ -8,7 +8,7 @@ import numpy as np
 from torch import Tensor
 
 from mtlkit.weighting._gram import gram, psd_factor, to_weights
-from mtlkit.weighting.base import PARAM, REP, Weighting, register
+from mtlkit.weighting.base import PARAM, REP, Weighting, register, weighted_direction
 
 
 class _BargainingProblem:
@@ -93,7 +93,7 @@ class NashMTL(Weighting):
             self.alpha = alpha
         self.steps += 1
         w = to_weights(self.alpha, grads)
-        return w @ grads, w
+        return weighted_direction(w, grads), w
 
     def reset(self) -> None:
         super().reset()

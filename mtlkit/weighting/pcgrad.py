@@ -6,7 +6,14 @@ import torch
 from torch import Tensor
 
 from mtlkit.weighting._gram import gram64
-from mtlkit.weighting.base import PARAM, REP, SeededWeighting, register
+from mtlkit.weighting.base import (
+    PARAM,
+    REP,
+    SeededWeighting,
+    register,
+    weighted_direction,
+    work_dtype,
+)
 
 
 def pcgrad_coefficients(m: Tensor, perms: list[list[int]]) -> Tensor:
@@ -60,5 +67,5 @@ class PCGrad(SeededWeighting):
         t = self._check(losses, grads)
         perms = [torch.randperm(t, generator=self._gen).tolist() for _ in range(t)]
         coef = pcgrad_coefficients(gram64(grads), perms)
-        w = coef.sum(0).to(grads.dtype)
-        return w @ grads, w
+        w = coef.sum(0).to(work_dtype(grads))
+        return weighted_direction(w, grads), w

@@ -6,7 +6,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from mtlkit.weighting.base import LOSSES, SeededWeighting, register, weighted_direction
+from mtlkit.weighting.base import (
+    LOSSES,
+    SeededWeighting,
+    register,
+    weighted_direction,
+    work_dtype,
+)
 
 #: the six distributions of ``rlw.md`` §3
 DISTRIBUTIONS = ("uniform", "normal", "dirichlet", "bernoulli", "constrained_bernoulli",
@@ -158,7 +164,7 @@ class RLW(SeededWeighting):
 
     def combine(self, losses: Tensor, grads: Tensor | None = None):
         t = self._check(losses, grads)
-        w = self.sample(t)[0].to(losses.dtype)  # drawn on the CPU: same stream on every device
+        w = self.sample(t)[0].to(work_dtype(losses))  # drawn on the CPU: same on every device
         if losses.device.type == "cuda":  # pinned + non_blocking: no host-device sync per step
             w = w.pin_memory().to(losses.device, non_blocking=True)
         else:

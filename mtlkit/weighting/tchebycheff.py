@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from mtlkit.weighting.base import LOSSES, Weighting, register, weighted_direction
+from mtlkit.weighting.base import LOSSES, Weighting, at_work, register, weighted_direction
 
 
 def tchebycheff_weights(losses: Tensor, preference: Tensor, ideal: Tensor) -> Tensor:
@@ -86,8 +86,9 @@ class Tchebycheff(Weighting):
 
     def combine(self, losses: Tensor, grads: Tensor | None = None):
         self._check(losses, grads)
-        z = torch.as_tensor(self.ideal, dtype=losses.dtype, device=losses.device)
-        w = tchebycheff_weights(losses.detach(), self._pi(losses), z)
+        L = at_work(losses)
+        z = torch.as_tensor(self.ideal, dtype=L.dtype, device=L.device)
+        w = tchebycheff_weights(L, self._pi(L), z)
         return weighted_direction(w, grads), w
 
 

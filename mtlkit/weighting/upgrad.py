@@ -7,7 +7,7 @@ from scipy.optimize import nnls
 from torch import Tensor
 
 from mtlkit.weighting._gram import gram, psd_factor, to_weights
-from mtlkit.weighting.base import PARAM, REP, Weighting, register
+from mtlkit.weighting.base import PARAM, REP, Weighting, register, weighted_direction
 
 
 def dual_cone_weights(m: np.ndarray, u: np.ndarray) -> np.ndarray:
@@ -55,4 +55,4 @@ class UPGrad(Weighting):
         m = m + self.norm_eps * np.trace(m) / t * np.eye(t)
         w = np.mean([dual_cone_weights(m, np.eye(t)[i]) for i in range(t)], axis=0)
         weights = to_weights(w, grads)
-        return weights @ grads, weights
+        return weighted_direction(weights, grads), weights

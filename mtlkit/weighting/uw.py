@@ -13,7 +13,7 @@ import math
 import torch
 from torch import Tensor
 
-from mtlkit.weighting.base import LOSSES, Weighting, register, weighted_direction
+from mtlkit.weighting.base import LOSSES, Weighting, at_work, register, weighted_direction
 
 OPTIMIZERS = ("adam", "sgd")
 
@@ -114,12 +114,12 @@ class UW(Weighting):
 
     def combine(self, losses: Tensor, grads: Tensor | None = None):
         t = self._check(losses, grads)
-        L = losses.detach()
+        L = at_work(losses)
         if self.s is None:
             self.s = torch.full((t,), self.init, dtype=L.dtype, device=L.device)
         s = self.s.to(L.device, L.dtype)
         w = torch.exp(-s)
-        g = torch.nan_to_num(self.grad_s(L, s), nan=0.0)  # an inf loss -> finite step
+        g = self.grad_s(L, s)
         opt = {k: (v.to(s) if torch.is_tensor(v) else v) for k, v in self.opt_state.items()}
         self.s, self.opt_state = learn_step(s, g, opt, self.optimizer, self.lr)
         return weighted_direction(w, grads), w
