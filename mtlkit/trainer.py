@@ -97,7 +97,9 @@ class TrainConfig:
     gamma: float = 0.5  #: StepLR decay factor
     clip_grad: float | None = None  #: max global gradient norm, None = no clipping
     #: None | bf16 | fp16, CUDA only (ignored with a warning elsewhere); fp16 has no loss
-    #: scaling (the engine owns the backward): steps with non-finite grads are skipped
+    #: scaling (the engine owns the backward): with a loss-only strategy an update that
+    #: overflowed is skipped; a gradient-based strategy refuses a non-finite gradient row
+    #: and the run stops with that message (use bf16)
     amp: str | None = None
     channels_last: bool = False  #: channels-last memory format (CUDA only)
     query_ratio: float | None = None  #: query fraction; None = 0.1 if needs_query else 0
@@ -438,7 +440,7 @@ class Trainer:
             try:
                 r = self.engine.step(xs, ys, self.criteria, query=query)
             except _NONFINITE_ERRORS as e:  # a strategy refused non-finite input
-                raise FloatingPointError(self._diverged(step, [str(e)])) from e
+                raise FloatingPointError(self._diverged(step, self._refused(e))) from e
         host = self._to_host(r)
         if not math.isfinite(host["grad_max"]) or not torch.isfinite(host["losses"]).all():
             fp16_overflow = (self.amp_dtype == torch.float16
@@ -478,6 +480,19 @@ class Trainer:
             if bad:
                 parts.append(f"{what} of {bad} is not finite")
         if not math.isfinite(host["grad_max"]):
+            parts.append("the gradient is not finite in " + _nonfinite_grads(self.model))
+        return parts
+
+    def _refused(self, e: Exception) -> list[str]:
+        """What a strategy's non-finite refusal (``NonFiniteError.where``) says, in task names."""
+        where = getattr(e, "where", None)
+        if not where:
+            return [str(e)]
+        names = {k: [self.tasks[i] for i in idx] for k, idx in where.items()}
+        parts = [f"the {k} of {ts} is not finite" if "loss" in k else
+                 f"{getattr(e, 'strategy', self.weighting.name)} got a non-finite {k} row for "
+                 f"tasks {ts}" for k, ts in names.items()]
+        if any("gradient" in k for k in where):
             parts.append("the gradient is not finite in " + _nonfinite_grads(self.model))
         return parts
 

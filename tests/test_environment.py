@@ -55,7 +55,8 @@ def test_environment_only_wraps_pyproject(env):
     names = [re.split(r"[=<>! ]", c)[0] for c in conda]
     assert sorted(names) == ["pip", "python"], (
         f"environment.yml lists conda packages {names}: add dependencies to pyproject.toml")
-    assert [p.replace('"', "").replace("'", "").replace(" ", "") for p in pip] == ["-e.[dev,data]"], (
+    pip = [p.replace('"', "").replace("'", "").replace(" ", "") for p in pip]
+    assert pip == ["-e.[dev,data]"], (
         f"environment.yml pip section {pip} should be exactly '-e .[dev,data]' "
         "(what scripts/setup.sh installs)")
 
