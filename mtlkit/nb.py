@@ -3,7 +3,7 @@
 Every notebook starts with a ``parameters`` cell of literal assignments and
 then calls ``cfg = mtlkit.nb.setup(globals())``, which
 
-* validates the profile (``smoke``, ``teach``, ``full``) and the device,
+* validates the profile (:data:`mtlkit.profiles.PROFILES`) and the device,
 * seeds ``random``, NumPy and torch (CPU and CUDA) from ``SEEDS[0]``,
 * sets the float32 matmul precision (``highest``; TF32 only in ``full``),
 * creates ``OUT_DIR`` and prints the resolved configuration.
@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-PROFILES = ("smoke", "teach", "full")
+from mtlkit.profiles import PROFILES
+
 _CLAIMS: list[dict[str, Any]] = []
 _STATE: dict[str, Any] = {"out_dir": None}
 
@@ -37,7 +38,7 @@ class Config:
     """The resolved notebook configuration.
 
     Every parameter of the notebook is an attribute in lower case
-    (``cfg.seeds``); ``cfg.pick(smoke=..., teach=..., full=...)`` chooses a
+    (``cfg.seeds``); ``cfg.pick(smoke=..., teach=..., full=..., paper_cpu=...)`` chooses a
     value by profile.
     """
 
@@ -52,10 +53,11 @@ class Config:
         """The first seed, used for everything that needs one."""
         return self.seeds[0]
 
-    def pick(self, smoke: Any, teach: Any, full: Any | None = None) -> Any:
-        """The value for the current profile (``full`` defaults to ``teach``)."""
-        return {"smoke": smoke, "teach": teach, "full": teach if full is None else full}[
-            self.profile]
+    def pick(self, smoke: Any, teach: Any, full: Any | None = None,
+             paper_cpu: Any | None = None) -> Any:
+        """The value for the current profile (``full`` and ``paper_cpu`` default to ``teach``)."""
+        return {"smoke": smoke, "teach": teach, "full": teach if full is None else full,
+                "paper-cpu": teach if paper_cpu is None else paper_cpu}[self.profile]
 
     def __getattr__(self, name: str) -> Any:
         params = self.__dict__.get("params", {})

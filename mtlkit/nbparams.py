@@ -26,9 +26,9 @@ from typing import Any
 
 import yaml
 
+from mtlkit.profiles import PROFILES
 from mtlkit.runs import cell_source, load_notebook
 
-PROFILES = ("smoke", "teach", "full")
 RUNNER_SET = ("OUT_DIR",)  # set by the runner for every run, never by the user
 
 

@@ -62,12 +62,14 @@ def test_pick_and_path(ns):
     assert nb.setup({**ns, "PROFILE": "teach"}, quiet=True).pick(1, 2) == 2
     assert nb.setup({**ns, "PROFILE": "full"}, quiet=True).pick(1, 2) == 2
     assert nb.setup({**ns, "PROFILE": "full"}, quiet=True).pick(1, 2, 3) == 3
+    paper = nb.setup({**ns, "PROFILE": "paper-cpu"}, quiet=True)
+    assert paper.pick(1, 2, 3) == 2 and paper.pick(1, 2, 3, paper_cpu=4) == 4
     p = cfg.path("figures", "a", "x.png")
     assert p == cfg.out_dir / "figures" / "a" / "x.png" and p.parent.is_dir()
 
 
 @pytest.mark.parametrize("key, value, words", [
-    ("PROFILE", "huge", ["PROFILE='huge'", "smoke", "teach", "full"]),
+    ("PROFILE", "huge", ["PROFILE='huge'", "smoke", "teach", "paper-cpu", "full"]),
     ("DEVICE", "gpu", ["DEVICE='gpu'", "auto", "cpu"]),
     ("SEEDS", [], ["SEEDS", "non-empty list of integers"]),
     ("SEEDS", "0", ["SEEDS", "list of integers"]),

@@ -114,7 +114,7 @@ def test_cli_entry_point_rejects_unknown_parameter(tiny, tmp_path):
     ("FAIL", "[1]", ["FAIL expects bool"]),
     ("PROFILE", "[smoke]", ["not a profile"]),  # a str parameter takes the text as typed
     ("STEPS", "1.5", ["STEPS expects int"]),
-    ("PROFILE", "huge", ["not a profile", "smoke, teach, full"]),
+    ("PROFILE", "huge", ["not a profile", "smoke, teach, paper-cpu, full"]),
 ])
 def test_wrongly_typed_value_gives_clear_error(tiny, tmp_path, capsys, name, raw, words):
     rc = nbrun.main([str(tiny), "-p", name, raw, "--out", str(tmp_path / "o")])
