@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 export PYTHONHASHSEED := 0
 
-.PHONY: setup run test lab lint smoke-notebooks clean
+.PHONY: setup run test lab results lint smoke-notebooks clean
 
 setup:
 	bash scripts/setup.sh
@@ -18,6 +18,15 @@ lab: setup
 ## make test: lint, stripped notebooks, unit tests and every notebook (smoke) in one pytest session
 test: setup
 	bash scripts/test.sh
+
+## make results: the benchmark notebooks' whole grid (paper-cpu profile; hours on a CPU), then
+## ship every completed run to results/<notebook>/ with its command, commit, machine and date.
+## Restrict with NB='notebooks/50_*.ipynb'; JOBS runs notebooks in parallel.
+NB ?= notebooks/5[0-9]_*.ipynb
+JOBS ?= 1
+results: setup
+	$(PY) -m mtlkit.nbrun $(NB) --profile paper-cpu --out runs/paper-cpu --jobs $(JOBS)
+	$(PY) -m mtlkit.shipped runs/paper-cpu --all --command "make results NB='$(NB)'"
 
 clean:
 	rm -rf runs/smoke-prepared .pytest_cache

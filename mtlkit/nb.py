@@ -185,6 +185,30 @@ def claim(name: str, ok: Any, detail: str = "", expect: bool = True) -> bool:
     return ok
 
 
+FINDINGS = {True: "supported", False: "not supported", None: "inconclusive"}
+
+
+def finding(name: str, supported: bool | None, detail: str = "", source: str = "") -> str:
+    """Record the verdict on a paper's *empirical* claim; never asserts.
+
+    Unlike :func:`claim` (a fact the notebook checks), a finding is decided by the
+    measurements (seeds, machine, stand-in data): ``supported`` (True), ``not
+    supported`` (False) or ``inconclusive`` (None, e.g. confidence intervals that
+    overlap).  ``detail`` should give the statistics (:mod:`mtlkit.verdicts`);
+    ``source`` where the paper claims it.  Returns the verdict.
+    """
+    if supported is not None:
+        supported = bool(supported)
+    verdict = FINDINGS[supported]
+    rec = {"claim": name, "kind": "finding", "ok": supported, "expect": None,
+           "verdict": verdict, "detail": str(detail), "source": source}
+    _CLAIMS.append(rec)
+    print(f"◆ {name}: {verdict}" + (f" ({source})" if source else "")
+          + (f" — {detail}" if detail else ""))
+    _write_claims()
+    return verdict
+
+
 def claims() -> list[dict[str, Any]]:
     """The verdicts recorded since ``setup``."""
     return list(_CLAIMS)

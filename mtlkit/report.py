@@ -35,7 +35,8 @@ MAX_METRICS = 24
 MAX_EMBED_BYTES = 3_000_000
 
 VERDICT_CLASS = {"holds": "pass", "fails": "fail", "fails as written (shown)": "shown",
-                 "unexpectedly holds": "fail"}
+                 "unexpectedly holds": "fail", "supported": "pass",
+                 "not supported": "shown", "inconclusive": "muted"}
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2em auto;max-width:1100px;
@@ -125,9 +126,11 @@ def _title(path: Path) -> str:
 
 
 def claim_counts(claims: list[dict[str, Any]]) -> tuple[int, int]:
-    """(claims as expected, claims not as expected)."""
-    good = sum(1 for c in claims if c.get("ok") == c.get("expect", True))
-    return good, len(claims) - good
+    """(claims as expected, claims not as expected); findings (verdicts on a paper's
+    empirical claims, :func:`mtlkit.nb.finding`) are neither."""
+    checked = [c for c in claims if c.get("kind") != "finding"]
+    good = sum(1 for c in checked if c.get("ok") == c.get("expect", True))
+    return good, len(checked) - good
 
 
 def _esc(x: Any) -> str:
@@ -253,7 +256,9 @@ def render(out: str | Path) -> str:
             f"{time.strftime('%Y-%m-%d %H:%M')} · {len(runs)} completed run(s){failed} · "
             f"{good} claims as expected, {bad} not{tables} · legend: "
             "<span class='pass'>holds</span> <span class='shown'>fails as written (shown)</span>"
-            " <span class='fail'>fails / unexpectedly holds</span></p>")
+            " <span class='fail'>fails / unexpectedly holds</span>; a paper's empirical claims:"
+            " <span class='pass'>supported</span> <span class='shown'>not supported</span>"
+            " <span class='muted'>inconclusive</span></p>")
     body = (head + _overview(runs, out) + _unfinished(unfinished, out)
             + "".join(_section(i, r, out) for i, r in enumerate(runs))
             + "".join(_attempt_section(r, out) for r in unfinished))
