@@ -35,6 +35,7 @@ from mtlkit import results
 from mtlkit import weighting as W
 from mtlkit.data.base import MTLData
 from mtlkit.trainer import TrainConfig, Trainer
+from mtlkit.utils import slug
 
 #: shorthand labels of the papers' table rows -> (strategy, hyper-parameters, mode)
 ALIASES: dict[str, tuple[str, dict[str, Any], str]] = {
@@ -118,8 +119,9 @@ def available(specs: Sequence[str]) -> tuple[list[Method], list[str]]:
 
 
 @dataclass
-class Run:
-    """One method x seed: tidy records, per-step log (None for STL) and status."""
+class MethodRun:
+    """The outcome of one method x seed: tidy records, per-step log (None for STL) and
+    whether every logged loss and weight is finite."""
 
     method: str
     seed: int
@@ -135,7 +137,7 @@ def _finite(steps: pd.DataFrame) -> bool:
 
 
 def run_one(method: Method | str, data: MTLData, make_model: Callable[[int], Any],
-            config: TrainConfig, seed: int, run_dir: str | Path) -> Run:
+            config: TrainConfig, seed: int, run_dir: str | Path) -> MethodRun:
     """Train ``method`` (``STL`` = one run per task, merged) with ``seed``.
 
     ``make_model(seed)`` returns a fresh :class:`~mtlkit.arch.base.MTLModel`;
@@ -153,21 +155,17 @@ def run_one(method: Method | str, data: MTLData, make_model: Callable[[int], Any
             per_task[t], finite = r.records, finite and _finite(r.steps)
             steps.append(r.steps)
         rec = results.merge_single_task(per_task, method=m.label)
-        return Run(m.label, seed, rec, None, float(rec["wall_time"].iloc[0]), finite)
+        return MethodRun(m.label, seed, rec, None, float(rec["wall_time"].iloc[0]), finite)
     r = Trainer(make_model(seed), m.build(seed), data, cfg,
-                run_dir=run_dir / f"{_slug(m.label)}-s{seed}", labels={"method": m.label}).fit()
-    return Run(m.label, seed, r.records, r.steps, r.epoch_time, _finite(r.steps))
-
-
-def _slug(label: str) -> str:
-    return re.sub(r"[^\w\-]+", "_", label).strip("_")
+                run_dir=run_dir / f"{slug(m.label)}-s{seed}", labels={"method": m.label}).fit()
+    return MethodRun(m.label, seed, r.records, r.steps, r.epoch_time, _finite(r.steps))
 
 
 @dataclass
 class Grid:
     """Every run of a benchmark grid, with all records concatenated."""
 
-    runs: list[Run]
+    runs: list[MethodRun]
     skipped: list[str]
 
     @property
