@@ -6,7 +6,7 @@ Each step (``rlw.md`` §2, Eq. 1; ``metaweighting.txt`` §3)::
     r = engine.step(batch, targets, criteria, query=query batch or None)
     clip grads (optional); optimizer.step()
 
-where ``engine = mtlkit.grads.GradEngine(model, weighting, mode)`` computes
+where ``engine = make_engine(model, weighting, mode)`` (the engine package) computes
 exactly what the strategy needs (losses, per-task gradients, a query batch)
 and writes the update into ``.grad``: the trainer has no per-strategy branch.
 
@@ -45,7 +45,7 @@ from torch import nn
 from mtlkit import checkpoints
 from mtlkit.checkpoints import fresh_dir as _fresh_dir  # noqa: F401 (tests import it here)
 from mtlkit.data.base import MTLData
-from mtlkit.grads import GradEngine
+from mtlkit.grads import GradEngine as make_engine  # noqa: N813 (to be mtlkit.engine.make_engine)
 from mtlkit.losses import criteria_for
 from mtlkit.training.batches import Stream, TrainBatches, split_support_query  # noqa: F401
 from mtlkit.training.config import AMP_DTYPES, OPTIMIZERS, SCHEDULERS, TrainConfig  # noqa: F401
@@ -112,7 +112,7 @@ class Trainer:
         self.scheduler = make_scheduler(cfg, self.optimizer)
         self.weighting.reset()
         self.weighting.attach(self.model, self.optimizer)
-        self.engine = GradEngine(self.model, self.weighting, cfg.mode)
+        self.engine = make_engine(self.model, self.weighting, cfg.mode)
         self.batches = TrainBatches(self.data, cfg.batch_size, cfg.seed, self.query_ratio,
                                     self.policy, cfg.num_workers)
         self.steps_per_epoch = cfg.steps_per_epoch or self.batches.steps_per_pass

@@ -24,7 +24,8 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("foundation", ["mtlkit", "mtlkit.utils", "mtlkit.profiles", "mtlkit.registry"]),
     ("data and building blocks", ["mtlkit.data", "mtlkit.data.*", "mtlkit.encoders",
                                   "mtlkit.encoders.*", "mtlkit.losses", "mtlkit.metrics",
-                                  "mtlkit.results", "mtlkit.plots"]),
+                                  "mtlkit.results", "mtlkit.plots",
+                                  "mtlkit.verdicts", "mtlkit.shipped"]),  # the last two: main
     ("models and strategies", ["mtlkit.arch", "mtlkit.arch.*", "mtlkit.weighting",
                                "mtlkit.weighting.*"]),
     ("engine", ["mtlkit.engine", "mtlkit.engine.*", "mtlkit.grads", "mtlkit.bilevel"]),
