@@ -373,6 +373,25 @@ class RunCheckpoints:
                 f"{what}. {self._choices(path) if path == self.last else _AFRESH + '.'}")
 
 
+# ------------------------------------------------------------------ a run's state
+def capture(objects: Mapping[str, Any], *parts: Any, **values: Any) -> dict[str, Any]:
+    """A run's state: ``objects``' ``state_dict()`` under their names (None stays None: e.g.
+    no scheduler), every part's ``state()`` merged in, and ``values``."""
+    state = {k: None if v is None else v.state_dict() for k, v in objects.items()}
+    for part in parts:
+        state.update(part.state())
+    return {**state, **values}
+
+
+def restore(state: Mapping[str, Any], objects: Mapping[str, Any], *parts: Any) -> None:
+    """The inverse of :func:`capture` for ``objects`` and ``parts`` (in that order)."""
+    for k, v in objects.items():
+        if v is not None:
+            v.load_state_dict(state[k])
+    for part in parts:
+        part.load(state)
+
+
 # ------------------------------------------------------------------ opening a run's folder
 def fresh_dir(path: Path) -> Path:
     """``path`` if it does not exist or is empty, else ``path-1``, ``path-2``, ...

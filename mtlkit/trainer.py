@@ -205,27 +205,22 @@ class Trainer:
     # --------------------------------------------------------- checkpoints
     def save(self) -> None:
         """Write the run's checkpoint (see :class:`mtlkit.checkpoints.RunCheckpoints`)."""
-        parts = {k: None if p is None else p.state_dict() for k, p in self._stateful().items()}
-        self._checkpoints.save({**parts, **self.batches.state(), **self.log.state(),
-                                "rng": rng_state(), "step": self.step_num, "epoch": self.epoch,
-                                "best": self.selection.best, "config": asdict(self.cfg)},
-                               self._identity)
+        self._checkpoints.save(checkpoints.capture(
+            self._objects(), *self._parts(), rng=rng_state(), step=self.step_num,
+            epoch=self.epoch, config=asdict(self.cfg)), self._identity)
 
     def _restore(self, state: Mapping[str, Any]) -> None:
         """Continue from a checkpoint's state (its identity was checked)."""
-        for k, p in self._stateful().items():
-            if p is not None:
-                p.load_state_dict(state[k])
-        self.batches.load(state)
-        self.log.load(state)
-        self.selection.load(state["best"])
+        checkpoints.restore(state, self._objects(), *self._parts())
         self.step_num, self.epoch = state["step"], state["epoch"]
         set_rng_state(state["rng"])
 
-    def _stateful(self) -> dict[str, Any]:
-        """What a checkpoint saves with ``state_dict`` (None: no scheduler)."""
+    def _objects(self) -> dict[str, Any]:  # saved with state_dict() (None: no scheduler)
         return {"model": self.model, "optimizer": self.optimizer,
                 "scheduler": self.scheduler, "weighting": self.weighting}
+
+    def _parts(self) -> tuple[Any, ...]:  # saved with state()
+        return self.batches, self.log, self.selection
 
     def _meta(self) -> dict[str, Any]:
         return run_meta(self.cfg, self.labels, self.run_dir.name, self.policy, self.query_ratio,

@@ -105,5 +105,8 @@ class Selection:
         """The selected epoch (``last_epoch`` if none was evaluated)."""
         return self.best[1] if self.best else last_epoch
 
-    def load(self, best: Any) -> None:
-        self.best = None if best is None else tuple(best)
+    def state(self) -> dict[str, Any]:
+        return {"best": self.best}
+
+    def load(self, state: Mapping[str, Any]) -> None:
+        self.best = None if state["best"] is None else tuple(state["best"])
