@@ -6,9 +6,10 @@ from collections.abc import Mapping
 
 from torch import Tensor, nn
 
-from mtlkit.arch.base import MTLModel
+from mtlkit.arch.base import MTLModel, register
 
 
+@register
 class HPS(MTLModel):
     """y_t = h_t(f(x)): the encoder f is shared, each head h_t is task-specific
     (Caruana 1997; ``rlw.md`` §2, Eq. 1 and §5.2; ``metaweighting.txt`` App. B).

@@ -39,6 +39,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from mtlkit.registry import Registry
 from mtlkit.weighting._precision import (  # noqa: F401 (at_work, work_dtype: for strategies)
     at_work,
     combine_rows,
@@ -49,8 +50,6 @@ LOSSES = "losses"  #: the strategy needs only the T losses
 PARAM = "param"  #: per-task gradients of the shared parameters (T x P)
 REP = "rep"  #: per-task gradients of the shared representation (T x R)
 MODES = (LOSSES, PARAM, REP)
-
-_REGISTRY: dict[str, type[Weighting]] = {}
 
 #: the dtypes a strategy accepts for losses and gradients
 SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -259,52 +258,53 @@ def weighted_direction(weights: Tensor, grads: Tensor | None) -> Tensor | None:
 
 
 # ------------------------------------------------------------------ registry
-def register(cls: type[Weighting]) -> type[Weighting]:
-    """Class decorator: add a strategy to the registry under ``cls.name``."""
-    if not cls.name:
-        raise TypeError(f"{cls.__name__} has no name")
-    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
-        raise TypeError(f"two strategies are called {cls.name!r}")
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
-def names() -> list[str]:
-    """Every registered strategy name, sorted."""
-    _load_all()
-    return sorted(_REGISTRY)
-
-
-def get(name: str, **hparams: Any) -> Weighting:
-    """Build the strategy ``name`` with hyper-parameters (paper defaults otherwise).
-
-    Raises ``ValueError`` naming the valid choices for an unknown strategy or an
-    unknown hyper-parameter.
-    """
-    _load_all()
-    key = {k.lower(): k for k in _REGISTRY}.get(str(name).lower())
-    if key is None:
-        raise ValueError(f"unknown weighting strategy {name!r}; choose one of: "
-                         + ", ".join(sorted(_REGISTRY)))
-    cls = _REGISTRY[key]
-    valid = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
-    bad = sorted(set(hparams) - set(valid))
-    if bad:
-        raise ValueError(f"{key} has no hyper-parameter {', '.join(map(repr, bad))}; "
-                         f"valid ones: {', '.join(valid) or '(none)'}")
-    return cls(**hparams)
-
-
 def _load_all() -> None:
-    """Import every strategy module so that its classes register themselves."""
+    """Import every strategy module so that its classes register themselves.
+
+    The rule: the strategy modules are the public modules of :mod:`mtlkit.weighting`
+    other than ``base``; shared pieces that are not strategies (solvers, the
+    learnable-weight optimiser, precision rules) live in private modules (``_name.py``),
+    which the loader never imports as strategies."""
     import importlib
     import pkgutil
 
     import mtlkit.weighting as pkg
 
     for info in pkgutil.iter_modules(pkg.__path__):
-        if not info.name.startswith("_") and info.name != "base":
+        if is_strategy_module(info.name):
             importlib.import_module(f"mtlkit.weighting.{info.name}")
+
+
+def is_strategy_module(name: str) -> bool:
+    """True for the modules of :mod:`mtlkit.weighting` that define strategies (see
+    :func:`_load_all`)."""
+    return not name.startswith("_") and name != "base"
+
+
+_REGISTRY: Registry[type[Weighting]] = Registry("weighting strategy", load=_load_all,
+                                                argument="hyper-parameter")
+
+
+def register(cls: type[Weighting]) -> type[Weighting]:
+    """Class decorator: add a strategy to the registry under ``cls.name``."""
+    if not cls.name:
+        raise TypeError(f"{cls.__name__} has no name")
+    return _REGISTRY.add(cls.name, cls)
+
+
+def names() -> list[str]:
+    """Every registered strategy name, sorted."""
+    return _REGISTRY.names()
+
+
+def get(name: str, **hparams: Any) -> Weighting:
+    """Build the strategy ``name`` with hyper-parameters (paper defaults otherwise).
+
+    ``name`` follows :mod:`mtlkit.registry`'s rules (case, ``-`` and ``_`` do not matter).
+    Raises ``ValueError`` naming the valid choices for an unknown strategy or an
+    unknown hyper-parameter.
+    """
+    return _REGISTRY.build(name, **hparams)
 
 
 def as_tensor(x: Any, like: Tensor | None = None) -> Tensor:
