@@ -19,7 +19,7 @@ from torch import nn
 from mtlkit import weighting as W
 from mtlkit.arch import HPS
 from mtlkit.arch.shared_private import SharedPrivate, grad_reverse, orthogonality
-from mtlkit.grads import GradEngine
+from mtlkit.engine import GradEngine
 from mtlkit.weighting.banditmtl import mirror_ascent_step, variance_regularised_p
 
 floats = st.floats(0.0, 5.0, allow_nan=False)

@@ -10,7 +10,7 @@ from torch import nn
 
 from mtlkit import weighting as W
 from mtlkit.arch import HPS
-from mtlkit.grads import GradEngine
+from mtlkit.engine import GradEngine
 from mtlkit.weighting.base import LOSSES, MODES
 
 

@@ -225,9 +225,7 @@ class Hypergradient(Weighting):
         """Keep the optimiser (its lr / Adam state) and the parameter order of a row."""
         self._optimizer = optimizer
         if model is not None:
-            from mtlkit.bilevel import row_parameters
-
-            self._params = row_parameters(model) if self.needs_query else \
+            self._params = model.row_parameters() if self.needs_query else \
                 list(model.shared_parameters())
         if self.inner == "adam" and not isinstance(optimizer, (torch.optim.Adam,
                                                                torch.optim.AdamW)):
