@@ -14,13 +14,17 @@ Derived in ``notebooks/31_adversarial_and_minmax_baselines.ipynb``.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
 import torch
 from torch import Tensor
 
-from mtlkit.weighting.base import LOSSES, Weighting, register, weighted_direction, work_dtype
-from mtlkit.weighting.tchebycheff import warn_unless_shared_private
+from mtlkit.weighting.base import (
+    LOSSES,
+    Combined,
+    Weighting,
+    register,
+    weighted_direction,
+    work_dtype,
+)
 
 
 @register
@@ -31,12 +35,9 @@ class AdvMTL(Weighting):
 
     name = "AdvMTL"
     modes = (LOSSES,)
-    arch: ClassVar[str | None] = "SharedPrivate"
+    arch = "SharedPrivate"
 
-    def attach(self, model: Any, optimizer: Any) -> None:
-        warn_unless_shared_private(self.name, model)
-
-    def combine(self, losses: Tensor, grads: Tensor | None = None):
-        t = self._check(losses, grads)
+    def _combine(self, losses: Tensor, grads: Tensor | None) -> Combined:
+        t = losses.numel()
         w = torch.full((t,), 1.0 / t, dtype=work_dtype(losses), device=losses.device)
         return weighted_direction(w, grads), w

@@ -1,4 +1,4 @@
-"""The weighting API: one small base class and a registry.
+"""The weighting API: the strategy contract, one base class per kind, and a registry.
 
 A weighting strategy turns T per-task losses (and, if it needs them, the T x P
 matrix of per-task gradients G) into one update:
@@ -7,19 +7,33 @@ matrix of per-task gradients G) into one update:
     weights   w in R^T   (the weights that reproduce d, d = G^T w, where one
                           exists; else the scaling the strategy applied)
 
+**One entry point.**  :meth:`Weighting.combine` is the public call: it validates the
+input (below) and then dispatches to :meth:`Weighting._combine`, which each strategy
+implements and which may assume valid input.  Bi-level strategies (``needs_query``)
+also receive a :class:`QueryContext` (the query losses and gradients) that the
+bi-level engine builds.  Strategies whose weights are a function of the Gram matrix
+M = G G^T derive from :class:`GramWeighting`, which computes M once and turns the
+weights into the direction.
+
 Strategies with learnable weights (UW, GradNorm, ...) update them inside
 ``combine`` with their own step size, so the trainer needs no per-strategy
 branch.  ``grads`` is a view of the engine's buffer, valid during the call
 only: clone whatever you keep for the next step.  Subclasses store each
 constructor argument as an attribute of the same name (``hparams()`` reads
-them back).
+them back); :meth:`~Weighting.load_state_dict` restores state only, never those
+settings.
 
-Strategies never touch a model.  The gradient engine (:mod:`mtlkit.grads`)
-computes exactly what a strategy declares in :attr:`Weighting.needs` and
-writes the direction back into the model.
+**Strategies and the model.**  A strategy computes from what ``combine`` is given; the
+engines (:mod:`mtlkit.engine`) compute exactly what it declares (``modes``,
+``needs_query``) and write the direction into the model.  The one contact with the
+model is :meth:`Weighting.attach`, called once before training: a strategy may *read*
+there what it needs (the order of the parameters in a gradient row, the architecture
+it is defined on: :meth:`Weighting.check_model`) and keep the optimiser to *read* its
+settings and state (MetaWeighting's learning rate and Adam moments).  It never runs,
+modifies or back-propagates through the model, and never steps the optimiser.
 
-Input every strategy refuses, in one place (:meth:`Weighting._check`, which every
-``combine`` calls before it changes any state):
+Input every strategy refuses, in one place (:meth:`Weighting._check`, run by
+``combine`` before any state changes):
 
 * a NaN or inf loss or gradient row (query ones too, for the bi-level strategies):
   :class:`NonFiniteError`, naming the strategy and the task indices;
@@ -34,12 +48,16 @@ are float32; the direction has the gradients' dtype.
 from __future__ import annotations
 
 import inspect
+import warnings
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from mtlkit.registry import Registry
+from mtlkit.weighting._gram import gram64, to_weights
 from mtlkit.weighting._precision import (  # noqa: F401 (at_work, work_dtype: for strategies)
     at_work,
     combine_rows,
@@ -50,6 +68,9 @@ LOSSES = "losses"  #: the strategy needs only the T losses
 PARAM = "param"  #: per-task gradients of the shared parameters (T x P)
 REP = "rep"  #: per-task gradients of the shared representation (T x R)
 MODES = (LOSSES, PARAM, REP)
+
+#: what :meth:`Weighting.combine` returns: (direction or None, weights)
+Combined = tuple[Tensor | None, Tensor]
 
 #: the dtypes a strategy accepts for losses and gradients
 SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -83,11 +104,28 @@ class UnsupportedDtypeError(TypeError):
     """Losses or gradients of a dtype no strategy supports (see :data:`SUPPORTED_DTYPES`)."""
 
 
+@dataclass(frozen=True)
+class QueryContext:
+    """What a bi-level strategy (``needs_query``) receives besides the support losses and
+    gradients: the query batch's, at the current parameters.
+
+    ``owned=True``: the caller hands ``grads`` (the support gradients) and the query
+    gradients over: it will not write to the support buffer before the next call returns
+    (so the strategy may keep it by reference instead of copying), and the query
+    gradients are scratch after the call (the strategy may overwrite them).
+    """
+
+    losses: Tensor | None = None  #: (T,) query losses
+    grads: Tensor | None = None  #: (T, P) query gradients, rows laid out like ``grads``
+    owned: bool = False
+
+
 class Weighting:
     """Base class of every strategy.
 
     Subclasses set the class attributes below, take their hyper-parameters as
-    keyword arguments with the paper's defaults, and implement :meth:`combine`.
+    keyword arguments with the paper's defaults, and implement :meth:`_combine`
+    (:meth:`combine` validates, then calls it).
 
     Attributes
     ----------
@@ -100,23 +138,48 @@ class Weighting:
     is_reweighting:
         True when the direction is always ``G^T w`` for the returned ``w``.
         Such strategies also work with per-task (not shared) representations.
+    needs_query:
+        True for bi-level strategies (MetaWeighting): the engine then also computes the
+        query losses and gradients and passes them as a :class:`QueryContext`.
+    arch:
+        The architecture the method is defined on (a name in :mod:`mtlkit.arch`'s
+        registry, e.g. ``"SharedPrivate"``), or None for any (see :meth:`check_model`).
     """
 
     name: ClassVar[str] = ""
     modes: ClassVar[tuple[str, ...]] = (LOSSES,)
     is_reweighting: ClassVar[bool] = True
-    #: bi-level strategies (MetaWeighting, Auto-lambda) set this: the engine then
-    #: also computes query losses/gradients and calls
-    #: ``combine(losses, grads, query_losses=..., query_grads=...)``
     needs_query: ClassVar[bool] = False
+    arch: ClassVar[str | None] = None
 
     def __init__(self) -> None:
         self.num_tasks: int | None = None
 
     # ----------------------------------------------------------------- API
-    def combine(self, losses: Tensor, grads: Tensor | None = None) -> tuple[Tensor | None, Tensor]:
-        """Return ``(direction, weights)`` for losses (T,) and grads (T, P) or None."""
-        raise NotImplementedError
+    def combine(self, losses: Tensor, grads: Tensor | None = None,
+                query: QueryContext | None = None, *, query_losses: Tensor | None = None,
+                query_grads: Tensor | None = None, owned: bool = False) -> Combined:
+        """Return ``(direction, weights)`` for losses (T,), grads (T, P) or None, and, for
+        a bi-level strategy, the query batch's :class:`QueryContext`.
+
+        Validates first (:meth:`_check`: a refused call changes no state), then calls
+        :meth:`_combine`.  ``query_losses=``, ``query_grads=`` and ``owned=`` are the
+        keyword spelling of ``query`` (a :class:`QueryContext` is built from them).
+        """
+        if query is None and (query_losses is not None or query_grads is not None or owned):
+            query = QueryContext(query_losses, query_grads, owned)
+        if query is not None and not self.needs_query:
+            raise TypeError(f"{self.name} takes no query batch (only strategies with "
+                            "needs_query do)")
+        self._check(losses, grads, *((query.losses, query.grads) if query else ()))
+        return self._combine(losses, grads) if query is None else \
+            self._combine(losses, grads, query)
+
+    def _combine(self, losses: Tensor, grads: Tensor | None) -> Combined:
+        """The strategy's computation, on input :meth:`combine` has validated (bi-level
+        strategies take a third argument, the :class:`QueryContext` or None)."""
+        raise NotImplementedError(f"{type(self).__name__} implements neither _combine "
+                                  "nor combine")
 
     @property
     def needs_grads(self) -> bool:
@@ -124,9 +187,21 @@ class Weighting:
         return LOSSES not in self.modes
 
     def attach(self, model: Any, optimizer: Any) -> None:
-        """Called once by the trainer before training; strategies that need the
-        model or the optimiser (e.g. an inner step that uses Adam's update) keep
-        references here.  Default: nothing."""
+        """Called once by the trainer before training (see the module docstring for what a
+        strategy may do with ``model`` and ``optimizer``: read them, never change them).
+        Default: :meth:`check_model`."""
+        self.check_model(model)
+
+    def check_model(self, model: Any) -> None:
+        """Warn when the method is defined on an architecture (:attr:`arch`) that
+        ``model`` is not (an instance of a class of that name); nothing for ``arch=None``
+        or ``model=None``."""
+        if self.arch is None or model is None or \
+                any(c.__name__ == self.arch for c in type(model).__mro__):
+            return
+        warnings.warn(f"{self.name} is defined on mtlkit.arch.{self.arch}; with "
+                      f"{type(model).__name__} there is no adversarial module and it reduces "
+                      "to its weighting alone", stacklevel=3)
 
     def reset(self) -> None:
         """Forget all state (called by the trainer at the start of a run)."""
@@ -137,9 +212,18 @@ class Weighting:
         return {k: _to_cpu(v) for k, v in vars(self).items() if not k.startswith("_")}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` saved."""
+        """Restore the state that :meth:`state_dict` saved.  The constructor's settings
+        (:meth:`hparams`, and what they determine, such as ``modes``) are kept as
+        constructed: a state saved with other settings does not change them."""
+        settings = self._settings()
         for k, v in state.items():
-            setattr(self, k, v)
+            if k not in settings:
+                setattr(self, k, v)
+
+    def _settings(self) -> set[str]:
+        """Names of the attributes that hold constructor settings, not state."""
+        sig = inspect.signature(type(self).__init__)
+        return {k for k in sig.parameters if k != "self"} | {"modes"}
 
     def hparams(self) -> dict[str, Any]:
         """The constructor's keyword arguments with their current values."""
@@ -150,8 +234,9 @@ class Weighting:
     def _check(self, losses: Tensor, grads: Tensor | None, query_losses: Tensor | None = None,
                query_grads: Tensor | None = None) -> int:
         """Validate shapes and dtypes, refuse non-finite input (:meth:`_require_finite`),
-        remember T, and raise if gradients are missing.  Called first by every
-        ``combine``, so a refused call changes no state."""
+        remember T, and raise if gradients are missing; returns T.  Run first by
+        :meth:`combine`, so a refused call changes no state (a subclass that overrides
+        ``combine`` itself calls it first)."""
         if losses.dim() != 1:
             raise ValueError(f"{self.name}: losses must be a 1-D tensor of T losses, "
                              f"got shape {tuple(losses.shape)}")
@@ -234,6 +319,36 @@ class SeededWeighting(Weighting):
         super().load_state_dict(state)
         if rng is not None:
             self._gen.set_state(rng)
+
+
+class GramWeighting(Weighting):
+    """A reweighting whose weights are a function of the losses and the Gram matrix
+    M = G G^T of the task gradients (MGDA, PCGrad, IMTL, GradVac, CAGrad, Nash-MTL,
+    UPGrad, Aligned-MTL).
+
+    The base computes M once, in float64 on G's device
+    (:func:`~mtlkit.weighting._gram.gram64`), asks :meth:`_gram_weights` for w (a
+    tensor, or a NumPy vector from a solve on the host), and returns ``(G^T w, w)`` with
+    w in the :func:`work_dtype` of G.
+    """
+
+    modes: ClassVar[tuple[str, ...]] = (PARAM, REP)
+    is_reweighting: ClassVar[bool] = True
+
+    def _combine(self, losses: Tensor, grads: Tensor | None) -> Combined:
+        m = gram64(grads) if self._needs_gram() else None
+        w = self._gram_weights(losses, m)
+        w = to_weights(w, grads) if isinstance(w, np.ndarray) else w.to(work_dtype(grads))
+        return weighted_direction(w, grads), w
+
+    def _gram_weights(self, losses: Tensor, gram: Tensor | None) -> Tensor | np.ndarray:
+        """The task weights w, from the losses and M (T x T, float64, on G's device)."""
+        raise NotImplementedError
+
+    def _needs_gram(self) -> bool:
+        """False when this call's weights need no M (then :meth:`_gram_weights` gets
+        None); default True."""
+        return True
 
 
 def _to_cpu(v: Any) -> Any:
