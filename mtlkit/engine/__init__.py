@@ -36,7 +36,8 @@ def make_engine(model: MTLModel, weighting: Weighting, mode: str = "auto",
     strategy ``needs_query``, else a :class:`GradEngine` in ``mode``.  Every invalid
     combination (a mode the strategy lacks, ``rep`` mode of a non-reweighting on
     per-task representations, a model with no shared parameters, a method defined on
-    another architecture) raises here, at construction."""
+    another architecture: :meth:`~mtlkit.weighting.base.Weighting.check_model`) raises
+    here, at construction."""
     cls = BilevelEngine if weighting.needs_query else GradEngine
     return cls(model, weighting, mode, batched)
 

@@ -56,6 +56,7 @@ class Engine:
     """
 
     def __init__(self, model: MTLModel, weighting: Weighting, mode: str = "auto") -> None:
+        weighting.check_model(model)  # a method defined on another architecture: refused
         self.model = model
         self.weighting = weighting
         self.mode = resolve_mode(weighting, mode)

@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from mtlkit.arch.base import MTLModel
 from mtlkit.engine.base import Criterion, Engine, Inputs, Query, StepResult, check_batched
 from mtlkit.engine.rows import flatten_into, write_grads
-from mtlkit.weighting.base import Weighting
+from mtlkit.weighting.base import QueryContext, Weighting
 
 
 class RowLayout:
@@ -127,8 +127,7 @@ class BilevelEngine(Engine):
             gq = lay.buffer("query", len(tasks), lay.shared[0])
             lay.fill(gq, q_losses, tasks, retain_last=False)
         losses, q_losses = torch.stack(losses).detach(), torch.stack(q_losses).detach()
-        d, w = self.weighting.combine(losses, gs, query_losses=q_losses, query_grads=gq,
-                                      owned=True)
+        d, w = self.weighting.combine(losses, gs, QueryContext(q_losses, gq, owned=True))
         write_grads(lay.params, d, as_views=True)
         if aux is not None:
             aux.backward()

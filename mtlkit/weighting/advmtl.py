@@ -21,6 +21,7 @@ from mtlkit.weighting.base import (
     LOSSES,
     Combined,
     Weighting,
+    check_flag,
     register,
     weighted_direction,
     work_dtype,
@@ -31,11 +32,24 @@ from mtlkit.weighting.base import (
 class AdvMTL(Weighting):
     """Adversarial shared-private MTL (Liu et al. 2017, Eq. 15): task weights
     alpha_t = 1/T (EW) on :class:`~mtlkit.arch.shared_private.SharedPrivate`.
-    Derived in ``notebooks/31_adversarial_and_minmax_baselines.ipynb``."""
+    Derived in ``notebooks/31_adversarial_and_minmax_baselines.ipynb``.
+
+    Parameters
+    ----------
+    allow_without_discriminator:
+        False (default): a model other than ``SharedPrivate`` is refused (at ``attach``
+        and engine construction); True: it trains, with a warning, as EW.
+    """
 
     name = "AdvMTL"
     modes = (LOSSES,)
     arch = "SharedPrivate"
+    arch_opt_in = "allow_without_discriminator"
+
+    def __init__(self, allow_without_discriminator: bool = False) -> None:
+        super().__init__()
+        self.allow_without_discriminator = check_flag(self.name, "allow_without_discriminator",
+                                                      allow_without_discriminator)
 
     def _combine(self, losses: Tensor, grads: Tensor | None) -> Combined:
         t = losses.numel()

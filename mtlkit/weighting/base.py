@@ -143,7 +143,8 @@ class Weighting:
         query losses and gradients and passes them as a :class:`QueryContext`.
     arch:
         The architecture the method is defined on (a name in :mod:`mtlkit.arch`'s
-        registry, e.g. ``"SharedPrivate"``), or None for any (see :meth:`check_model`).
+        registry, e.g. ``"SharedPrivate"``), or None for any: a model of another
+        architecture is refused (:meth:`check_model`).
     """
 
     name: ClassVar[str] = ""
@@ -151,6 +152,9 @@ class Weighting:
     is_reweighting: ClassVar[bool] = True
     needs_query: ClassVar[bool] = False
     arch: ClassVar[str | None] = None
+    #: the boolean hyper-parameter that lets the method run on another architecture
+    #: (:meth:`check_model` then warns instead of raising); None: no opt-in
+    arch_opt_in: ClassVar[str | None] = None
 
     def __init__(self) -> None:
         self.num_tasks: int | None = None
@@ -193,15 +197,27 @@ class Weighting:
         self.check_model(model)
 
     def check_model(self, model: Any) -> None:
-        """Warn when the method is defined on an architecture (:attr:`arch`) that
-        ``model`` is not (an instance of a class of that name); nothing for ``arch=None``
-        or ``model=None``."""
+        """Refuse a model that is not the architecture the method is defined on.
+
+        For a strategy with :attr:`arch` set, ``model`` must be an instance of a class of
+        that name, else ``ValueError`` saying which architecture to build; a strategy
+        whose :attr:`arch_opt_in` hyper-parameter is True only warns (it then trains its
+        weighting alone, on purpose).  Nothing to check for ``arch=None`` or
+        ``model=None``.  Called by :meth:`attach` and by every engine's constructor."""
         if self.arch is None or model is None or \
                 any(c.__name__ == self.arch for c in type(model).__mro__):
             return
-        warnings.warn(f"{self.name} is defined on mtlkit.arch.{self.arch}; with "
-                      f"{type(model).__name__} there is no adversarial module and it reduces "
-                      "to its weighting alone", stacklevel=3)
+        what = (f"{self.name} is defined on mtlkit.arch.{self.arch}, and "
+                f"{type(model).__name__} is not one: it would train the weighting alone, "
+                f"without the part of the method that lives in the architecture")
+        opt_in = self.arch_opt_in
+        if opt_in and getattr(self, opt_in):
+            warnings.warn(f"{what} ({opt_in}=True)", stacklevel=3)
+            return
+        raise ValueError(f"{what}. Build the model with mtlkit.arch.{self.arch} "
+                         f"(mtlkit.arch.get({self.arch!r}, ...))"
+                         + (f", or pass {opt_in}=True to {self.name} to train its weighting "
+                            "alone on purpose" if opt_in else ""))
 
     def reset(self) -> None:
         """Forget all state (called by the trainer at the start of a run)."""
@@ -364,6 +380,13 @@ def _to_cpu(v: Any) -> Any:
 def _acc(x: Tensor) -> torch.dtype:
     """Accumulation dtype of the finiteness check: float64 for float64, else float32."""
     return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+def check_flag(strategy: str, name: str, value: Any) -> bool:
+    """A boolean hyper-parameter ``name`` of ``strategy``, or ``ValueError``."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{strategy} {name} must be True or False, got {value!r}")
+    return value
 
 
 def weighted_direction(weights: Tensor, grads: Tensor | None) -> Tensor | None:

@@ -22,7 +22,15 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from mtlkit.weighting.base import LOSSES, Combined, Weighting, at_work, register, weighted_direction
+from mtlkit.weighting.base import (
+    LOSSES,
+    Combined,
+    Weighting,
+    at_work,
+    check_flag,
+    register,
+    weighted_direction,
+)
 
 
 def tchebycheff_weights(losses: Tensor, preference: Tensor, ideal: Tensor) -> Tensor:
@@ -99,7 +107,23 @@ class TchebycheffAdv(Tchebycheff):
     Not implemented: Mao et al.'s rule that switches the discriminator term on
     only above a loss threshold.  Derived in
     ``notebooks/31_adversarial_and_minmax_baselines.ipynb``.
+
+    Parameters
+    ----------
+    preference, ideal, normalize:
+        As :class:`Tchebycheff`'s.
+    allow_without_discriminator:
+        False (default): a model other than ``SharedPrivate`` is refused (at ``attach``
+        and engine construction); True: it trains, with a warning, as Tchebycheff.
     """
 
     name = "TchebycheffAdv"
     arch = "SharedPrivate"
+    arch_opt_in = "allow_without_discriminator"
+
+    def __init__(self, preference: Sequence[float] | None = None,
+                 ideal: float | Sequence[float] = 0.0, normalize: bool = False,
+                 allow_without_discriminator: bool = False) -> None:
+        super().__init__(preference, ideal, normalize)
+        self.allow_without_discriminator = check_flag(self.name, "allow_without_discriminator",
+                                                      allow_without_discriminator)
