@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from torch import Tensor, nn
 
 from mtlkit.arch.base import MTLModel, register
+from mtlkit.encoders.vision import LinearHead
 
 
 @register
@@ -44,8 +45,6 @@ class HPS(MTLModel):
                           outputs: Mapping[str, int], hidden: int | None = None) -> HPS:
         """HPS with a :class:`~mtlkit.encoders.vision.LinearHead` per task:
         ``outputs = {task: number of outputs}`` (classes, or 1 for regression)."""
-        from mtlkit.encoders.vision import LinearHead
-
         return cls(encoder, {t: LinearHead(in_features, n, hidden) for t, n in outputs.items()})
 
     def encode(self, x: Tensor) -> Tensor:

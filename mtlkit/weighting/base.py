@@ -47,9 +47,12 @@ are float32; the direction has the gradients' dtype.
 
 from __future__ import annotations
 
+import importlib
 import inspect
+import pkgutil
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -403,14 +406,9 @@ def _load_all() -> None:
     other than ``base``; shared pieces that are not strategies (solvers, the
     learnable-weight optimiser, precision rules) live in private modules (``_name.py``),
     which the loader never imports as strategies."""
-    import importlib
-    import pkgutil
-
-    import mtlkit.weighting as pkg
-
-    for info in pkgutil.iter_modules(pkg.__path__):
+    for info in pkgutil.iter_modules([str(Path(__file__).parent)]):
         if is_strategy_module(info.name):
-            importlib.import_module(f"mtlkit.weighting.{info.name}")
+            importlib.import_module(f"{__package__}.{info.name}")
 
 
 def is_strategy_module(name: str) -> bool:
