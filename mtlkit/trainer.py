@@ -45,7 +45,7 @@ from torch import nn
 from mtlkit import checkpoints
 from mtlkit.checkpoints import fresh_dir as _fresh_dir  # noqa: F401 (tests import it here)
 from mtlkit.data.base import MTLData
-from mtlkit.grads import GradEngine as make_engine  # noqa: N813 (to be mtlkit.engine.make_engine)
+from mtlkit.engine import make_engine
 from mtlkit.losses import criteria_for
 from mtlkit.training.batches import Stream, TrainBatches, split_support_query  # noqa: F401
 from mtlkit.training.config import AMP_DTYPES, OPTIMIZERS, SCHEDULERS, TrainConfig  # noqa: F401
