@@ -147,3 +147,19 @@ def test_toy_trajectories_one_panel_per_method(tmp_path):
     assert len(plots.toy_trajectories({"EW": [path]}, grid, front).axes) == 1
     with pytest.raises(ValueError, match="no paths"):
         plots.toy_trajectories({}, grid, front)
+
+
+def test_toy_notebooks_draw_through_plots():
+    """The toy-plotting block (contours of L1 + L2, the front, the paths) lives in mtlkit.plots;
+    no notebook draws the toy's contours itself (issue 17: it was copied into six)."""
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "notebooks"
+    copied = []
+    for path in sorted(root.glob("[12][0-3]_*.ipynb")):
+        code = "\n".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"]
+                         if c["cell_type"] == "code")
+        if "f.sum(0), levels=30" in code or "fgrid.sum(0), levels=30" in code:
+            copied.append(path.name)
+    assert not copied, f"these notebooks draw the toy themselves; use plots.toy_panel: {copied}"
