@@ -349,12 +349,21 @@ class GramWeighting(Weighting):
     (:func:`~mtlkit.weighting._gram.gram64`), asks :meth:`_gram_weights` for w (a
     tensor, or a NumPy vector from a solve on the host), and returns ``(G^T w, w)`` with
     w in the :func:`work_dtype` of G.
+
+    M is float64, but its entries are only as precise as G and its products: :attr:`_roundoff`
+    holds the unit roundoff of the dtype they are computed in (``finfo(work_dtype(G)).eps``:
+    float32 for half G, whose products accumulate in float32), for the rank and
+    singularity decisions that :meth:`_gram_weights` makes (Aligned-MTL, IMTL-G,
+    Nash-MTL).
     """
 
     modes: ClassVar[tuple[str, ...]] = (PARAM, REP)
     is_reweighting: ClassVar[bool] = True
+    #: unit roundoff of the current call's gradients (set by :meth:`_combine`)
+    _roundoff: float = float(torch.finfo(torch.float64).eps)
 
     def _combine(self, losses: Tensor, grads: Tensor | None) -> Combined:
+        self._roundoff = float(torch.finfo(work_dtype(grads)).eps)
         m = gram64(grads) if self._needs_gram() else None
         w = self._gram_weights(losses, m)
         w = to_weights(w, grads) if isinstance(w, np.ndarray) else w.to(work_dtype(grads))
