@@ -59,7 +59,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mtlkit.registry import Registry
+from mtlkit.registry import Registry, normalize
 from mtlkit.weighting._gram import gram64, to_weights
 from mtlkit.weighting._precision import (  # noqa: F401 (at_work, work_dtype: for strategies)
     at_work,
@@ -203,12 +203,13 @@ class Weighting:
         """Refuse a model that is not the architecture the method is defined on.
 
         For a strategy with :attr:`arch` set, ``model`` must be an instance of a class of
-        that name, else ``ValueError`` saying which architecture to build; a strategy
-        whose :attr:`arch_opt_in` hyper-parameter is True only warns (it then trains its
-        weighting alone, on purpose).  Nothing to check for ``arch=None`` or
-        ``model=None``.  Called by :meth:`attach` and by every engine's constructor."""
+        that name (matched by :mod:`mtlkit.registry`'s rule for names), else ``ValueError``
+        saying which architecture to build; a strategy whose :attr:`arch_opt_in`
+        hyper-parameter is True only warns (it then trains its weighting alone, on purpose).
+        Nothing to check for ``arch=None`` or ``model=None``.  Called by :meth:`attach` and
+        by every engine's constructor."""
         if self.arch is None or model is None or \
-                any(c.__name__ == self.arch for c in type(model).__mro__):
+                any(normalize(c.__name__) == normalize(self.arch) for c in type(model).__mro__):
             return
         what = (f"{self.name} is defined on mtlkit.arch.{self.arch}, and "
                 f"{type(model).__name__} is not one: it would train the weighting alone, "
