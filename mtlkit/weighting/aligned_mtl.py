@@ -5,28 +5,8 @@ from __future__ import annotations
 import numpy as np
 from torch import Tensor
 
-from mtlkit.weighting._gram import on_host, symmetric_finite
+from mtlkit.weighting._gram import EPS64, on_host, rank_mask, symmetric_finite
 from mtlkit.weighting.base import PARAM, REP, GramWeighting, register
-
-#: float64's unit roundoff, the default precision of :func:`balance_matrix`'s input
-EPS64 = float(np.finfo(np.float64).eps)
-
-
-def rank_mask(vals: np.ndarray, rtol: float | None = None,
-              roundoff: float = EPS64) -> np.ndarray:
-    """Which eigenvalues of M = G G^T (from ``eigh``) belong to the span of G.
-
-    Default (``rtol=None``): lambda > T * roundoff * lambda_max, the rank tolerance of a
-    T x T symmetric matrix whose entries carry relative errors of ``roundoff`` (the unit
-    roundoff of G's dtype: M's entries are no more precise than G's; the eigen-solver's
-    own error is T * eps64 * lambda_max, below it).  An eigenvalue under it is
-    indistinguishable from 0: kept, it would become sigma_min and shrink the update.
-    ``rtol`` given: the old relative threshold on singular values, sigma > rtol sigma_max.
-    """
-    top = max(float(vals.max(initial=0.0)), 1e-300)
-    if rtol is None:
-        return vals > len(vals) * roundoff * top
-    return np.sqrt(np.clip(vals, 0.0, None)) > rtol * np.sqrt(top)
 
 
 def balance_matrix(m: np.ndarray, rtol: float | None = None,
