@@ -36,6 +36,21 @@ Nash-MTL       NashMTL          scale: TorchJD solves on G G^T / ||G G^T||_F (al
                                 ||d|| <= max_norm (disabled here): same direction up to
                                 a positive factor, to the accuracy of its iterations (which
                                 stop short on badly scaled G: there checked by definition)
+FairGrad       FairGrad         none: both solve G G^T w = w^(-1/alpha) (TorchJD by scipy's
+                                least squares from 1/T, mtlkit by Newton on the convex
+                                problem); compared to 1e-5; on badly scaled G least squares
+                                stops short: there checked by the definition
+ExcessMTL      ExcessMTL        first call: mtlkit (the authors' code) records E^0 and
+                                keeps 1/T, TorchJD (n_warmup_steps=0) already updates: the
+                                same with n_warmup_steps=1; TorchJD adds 1e-7 to E^0, which
+                                matters for tiny gradients: G scaled to min row norm 1e3;
+                                badly scaled: each task keeps its scale over the calls
+                                (ratios E/E^0 of 1e5 saturate the weights, and TorchJD's
+                                then underflow to 0 for good: log 0 = -inf)
+MoDo           MoDoWeighting    none, given the single-batch G G^T (TorchJD's is given
+                                G_1 G_2^T of two batches; mtlkit has one batch per call)
+SDMGrad        SDMGradWeighting inner lr: mtlkit 5 (LibMTL), TorchJD 10: set equal; one
+                                batch, as MoDo
 =============  ===============  ==========================================================
 """
 
@@ -220,3 +235,48 @@ def test_nash_mtl_badly_scaled_solves_the_bargaining_condition(seed, t):
     _, alpha = W.get("Nash-MTL").combine(torch.ones(t, dtype=F64), g)
     a, m = alpha.numpy(), (g @ g.T).numpy()
     assert np.all(a > 0) and np.allclose(a * (m @ a), 1.0, atol=1e-4)
+
+
+@pytest.mark.parametrize("kind,seed,t", cases(("random", "near-parallel")))
+@pytest.mark.parametrize("alpha", [0.5, 1.0, 2.0])
+def test_fairgrad(kind, seed, t, alpha):
+    g = matrix(kind, seed, t)
+    assert close(ours("FairGrad", g, alpha=alpha), A.FairGrad(alpha=alpha)(g), 1e-5, g)
+
+
+@pytest.mark.parametrize("seed,t", [(s, t) for s in SEEDS for t in (2, 3, 5)])
+@pytest.mark.parametrize("alpha", [0.5, 1.0, 2.0])
+def test_fairgrad_badly_scaled_solves_its_condition(seed, t, alpha):
+    """Gradient norms over five decades, where least squares from 1/T stops short: checked
+    against Eq. 4, w_t^(1/alpha) (G G^T w)_t = 1 for every t."""
+    g = matrix("badly-scaled", seed, t)
+    _, w = W.get("FairGrad", alpha=alpha).combine(torch.ones(t, dtype=F64), g)
+    w, m = w.numpy(), (g @ g.T).numpy()
+    assert np.all(w > 0) and np.allclose(w ** (1 / alpha) * (m @ w), 1.0, atol=1e-8)
+
+
+@pytest.mark.parametrize("kind,seed,t", cases())
+def test_excess_mtl_four_calls(kind, seed, t):
+    """The first call only records E^0 in both (TorchJD: n_warmup_steps=1)."""
+    s, ref = W.get("ExcessMTL", robust_step_size=0.5), A.ExcessMTL(0.5, n_warmup_steps=1)
+    scales = torch.tensor(10.0 ** np.random.default_rng(seed).uniform(-3, 2, (t, 1)))
+    for step in range(4):
+        g = matrix("random" if kind == "badly-scaled" else kind, 100 * seed + step, t)
+        if kind == "badly-scaled":  # each task keeps its scale from call to call
+            g = g * scales
+        g = g * (1e3 / g.norm(dim=1).min())
+        d, _ = s.combine(torch.ones(t, dtype=F64), g)
+        assert close(d, ref(g), 1e-6, g), step
+
+
+@pytest.mark.parametrize("kind,seed,t", cases())
+@pytest.mark.parametrize("name", ["MoDo", "SDMGrad"])
+def test_modo_and_sdmgrad_three_calls(name, kind, seed, t):
+    """Stateful (lambda, w carried over); TorchJD's weighting gets the Gram matrix."""
+    hp, ref = ({"gamma": 0.05}, A.MoDoWeighting(gamma=0.05, rho=0.1)) if name == "MoDo" else \
+        ({}, A.SDMGradWeighting(lr=5.0))
+    s = W.get(name, **hp)
+    for step in range(3):
+        g = matrix(kind, 100 * seed + step, t)
+        _, w = s.combine(torch.ones(t, dtype=F64), g)
+        assert torch.allclose(w, ref(g @ g.T), atol=1e-10), step

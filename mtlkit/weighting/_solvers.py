@@ -257,6 +257,18 @@ def min_norm_element(grads: Tensor, method: str = "auto", iters: int = 250,
     return lam, combine_rows(lam, grads)
 
 
+
+def project_simplex(v: Tensor) -> Tensor:
+    """The Euclidean projection of v onto the probability simplex {w >= 0, sum w = 1}
+    (Held, Wolfe & Crowder 1974; sort-based): w = max(v - tau, 0) with tau such that the
+    result sums to 1.  On v's device and dtype, no host sync."""
+    u, _ = torch.sort(v, descending=True)
+    css = torch.cumsum(u, 0) - 1
+    k = torch.arange(1, v.numel() + 1, dtype=v.dtype, device=v.device)
+    rho = (u - css / k > 0).sum().clamp_min(1)  # the number of positive entries
+    tau = css.gather(0, (rho - 1).reshape(1)) / rho.to(v.dtype)
+    return (v - tau).clamp_min(0)
+
 METHODS = ("auto", "fw", "exact", "active")
 
 
