@@ -16,7 +16,7 @@ from mtlkit import weighting as W
 from mtlkit.weighting._solvers import project_simplex
 
 F64 = torch.float64
-NEW = ["STCH", "ExcessMTL", "FairGrad", "MoCo", "MoDo", "SDMGrad", "DualProj", "ConFIG"]
+NEW = ["STCH", "ExcessMTL", "FairGrad", "MoCo", "MoDo", "SDMGrad", "DualProj", "ConFIG", "MOML"]
 
 
 def problem(seed: int, t: int = 3, p: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
@@ -212,12 +212,71 @@ def test_config_exactly_opposite_gradients_give_zero():
 def test_state_roundtrip(name):
     hp = {"warmup": 1} if name == "STCH" else {}
     a, b = W.get(name, **hp), W.get(name, **hp)
+
+    def call(s, seed):
+        losses, g = problem(seed)
+        q = {"query_losses": losses, "query_grads": 0.5 * g} if s.needs_query else {}
+        return s.combine(losses, g, **q)
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        losses, g = problem(40)
-        a.combine(losses, g)
+        call(a, 40)
+        call(a, 41)
         b.load_state_dict(a.state_dict())
-        l2, g2 = problem(41)
-        da, wa = a.combine(l2, g2)
-        db, wb = b.combine(l2, g2)
+        da, wa = call(a, 42)
+        db, wb = call(b, 42)
     assert torch.allclose(da, db) and torch.allclose(wa, wb)
+
+
+# ----------------------------------------------------------------------------- MOML
+def test_moml_step_is_mgda_of_autograd_hypergradients():
+    """Linear query losses L^q_t(theta) = a_t . theta after one inner step
+    theta' = theta - eta sum_j softmax(beta)_j g^s_j: autograd through this definition gives
+    d L^q_t / d beta; normalised rows, min-norm point by cvxpy, one Adam step on beta."""
+    eta, lr, t = 0.3, 1e-2, 3
+    gen = torch.Generator().manual_seed(5)
+    gs, a = torch.randn(t, 6, generator=gen, dtype=F64), torch.randn(t, 6, generator=gen,
+                                                                     dtype=F64)
+    theta0 = torch.randn(6, generator=gen, dtype=F64)
+    beta = torch.zeros(t, dtype=F64, requires_grad=True)
+    theta1 = theta0 - eta * torch.softmax(beta, 0) @ gs
+    h = torch.stack([torch.autograd.grad(a[i] @ theta1, beta, retain_graph=True)[0]
+                     for i in range(t)])
+    h = (h / h.norm(dim=1, keepdim=True)).numpy()
+    lam = cp.Variable(t)
+    cp.Problem(cp.Minimize(cp.sum_squares(h.T @ lam)), [lam >= 0, cp.sum(lam) == 1]).solve(
+        solver=cp.CLARABEL, tol_gap_abs=1e-12, tol_gap_rel=1e-12, tol_feas=1e-12)
+    g = torch.tensor(lam.value @ h)
+    beta1 = -lr * g / (g.abs() + 1e-8)  # Adam's first step: m_hat / sqrt(v_hat) = sign(g)
+    s = W.get("MOML", outer_lr=lr)
+    ones = torch.ones(t, dtype=F64)
+    _, w0 = s.combine(ones, gs, query_losses=ones, query_grads=torch.zeros_like(a))
+    assert torch.allclose(w0, torch.full((t,), 1 / t, dtype=F64))  # first call: records
+    d, w1 = s.combine(ones, gs, query_losses=ones, query_grads=a.clone())
+    assert torch.allclose(s.beta, beta1, atol=1e-7)
+    assert torch.allclose(w1, torch.softmax(beta1, 0), atol=1e-9) and torch.allclose(d, w1 @ gs)
+
+
+def test_moml_trains_in_the_bilevel_engine():
+    import torch.nn.functional as F_
+    from torch import nn
+
+    from mtlkit.arch import HPS
+    from mtlkit.engine import make_engine
+
+    torch.manual_seed(0)
+    model = HPS(nn.Sequential(nn.Linear(5, 8), nn.ReLU()), {k: nn.Linear(8, 1) for k in "ab"})
+    strategy = W.get("MOML", outer_lr=0.1)
+    engine = make_engine(model, strategy, "param")
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    strategy.attach(model, opt)
+    crit = {k: F_.mse_loss for k in "ab"}
+    for _ in range(4):
+        x, qx = torch.randn(16, 5), torch.randn(16, 5)
+        y = {k: torch.randn(16, 1) for k in "ab"}
+        qy = {k: torch.randn(16, 1) for k in "ab"}
+        opt.zero_grad(set_to_none=True)
+        res = engine.step(x, y, crit, query=(qx, qy))
+        opt.step()
+    assert torch.isclose(res.weights.sum(), torch.tensor(1.0)) and strategy.beta is not None
+    assert not torch.allclose(res.weights, torch.full((2,), 0.5))
