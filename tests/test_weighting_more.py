@@ -280,3 +280,10 @@ def test_moml_trains_in_the_bilevel_engine():
         opt.step()
     assert torch.isclose(res.weights.sum(), torch.tensor(1.0)) and strategy.beta is not None
     assert not torch.allclose(res.weights, torch.full((2,), 0.5))
+
+
+def test_project_simplex_of_huge_entries_keeps_the_largest():
+    """1 - 1e27 rounds to -1e27: without the shift by max(v) the projection was all zeros."""
+    for v in ([-1e27], [-1e27, -1e27 - 1e12], [3e30, -2e30]):
+        w = project_simplex(torch.tensor(v, dtype=F64))
+        assert float(w.sum()) == pytest.approx(1.0) and float(w[0]) > 0

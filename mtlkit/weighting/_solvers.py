@@ -261,7 +261,10 @@ def min_norm_element(grads: Tensor, method: str = "auto", iters: int = 250,
 def project_simplex(v: Tensor) -> Tensor:
     """The Euclidean projection of v onto the probability simplex {w >= 0, sum w = 1}
     (Held, Wolfe & Crowder 1974; sort-based): w = max(v - tau, 0) with tau such that the
-    result sums to 1.  On v's device and dtype, no host sync."""
+    result sums to 1.  On v's device and dtype, no host sync.  v is shifted first so that
+    its largest entry is 0 (the projection is invariant to adding c 1): the largest entry
+    then stays active however large |v| is (1 - 1e27 would round the 1 away)."""
+    v = v - v.max()
     u, _ = torch.sort(v, descending=True)
     css = torch.cumsum(u, 0) - 1
     k = torch.arange(1, v.numel() + 1, dtype=v.dtype, device=v.device)
