@@ -85,8 +85,9 @@ def problem(t: int, p: int, seed: int, kind: str, dtype, losses: list[list[float
 def call(s: W.Weighting, with_grads: bool, lo, g, ql, qg):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Nash-MTL warns once on Pareto-stationary gradients
-        if s.needs_query:
-            return s.combine(lo, g, query_losses=ql, query_grads=qg)
+        if s.needs_query:  # FORUM also takes the support losses after its inner steps
+            inner = torch.full_like(ql, 0.5) if s.inner_plan(lo.numel()) is not None else None
+            return s.combine(lo, g, query_losses=ql, query_grads=qg, inner_losses=inner)
         return s.combine(lo, g if with_grads else None)
 
 

@@ -16,7 +16,8 @@ from mtlkit import weighting as W
 from mtlkit.weighting._solvers import project_simplex
 
 F64 = torch.float64
-NEW = ["STCH", "ExcessMTL", "FairGrad", "MoCo", "MoDo", "SDMGrad", "DualProj", "ConFIG", "MOML"]
+NEW = ["STCH", "ExcessMTL", "FairGrad", "MoCo", "MoDo", "SDMGrad", "DualProj", "ConFIG", "MOML",
+       "FORUM"]
 
 
 def problem(seed: int, t: int = 3, p: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
@@ -216,6 +217,8 @@ def test_state_roundtrip(name):
     def call(s, seed):
         losses, g = problem(seed)
         q = {"query_losses": losses, "query_grads": 0.5 * g} if s.needs_query else {}
+        if s.inner_plan(losses.numel()) is not None:
+            q["inner_losses"] = 0.9 * losses
         return s.combine(losses, g, **q)
 
     with warnings.catch_warnings():
@@ -287,3 +290,98 @@ def test_project_simplex_of_huge_entries_keeps_the_largest():
     for v in ([-1e27], [-1e27, -1e27 - 1e12], [3e30, -2e30]):
         w = project_simplex(torch.tensor(v, dtype=F64))
         assert float(w.sum()) == pytest.approx(1.0) and float(w[0]) > 0
+
+
+# ---------------------------------------------------------------------------- FORUM
+def test_forum_step_is_the_qp_on_explicit_vectors():
+    """Build a_t = (0, g^q_t / ||g^q_t||) and b = (J (L - L^K), G^s^T softmax(beta)) in
+    R^{T+P}, solve min ||sum mu_t a_t + nu b||^2 - phi ||b||^2 nu (mu in the simplex,
+    nu >= max(0, pi^T mu)) with cvxpy on the vectors, and compare the step."""
+    t, p, phi, lr = 3, 5, 0.5, 1e-2
+    gen = torch.Generator().manual_seed(11)
+    gs, gq = (torch.randn(t, p, generator=gen, dtype=F64) for _ in range(2))
+    losses = torch.rand(t, generator=gen, dtype=F64) + 1.0
+    inner = losses - torch.tensor([0.9, 0.1, 0.5], dtype=F64)
+    lam = torch.full((t,), 1 / t, dtype=F64)
+    jac = torch.diag(lam) - torch.outer(lam, lam)
+    b = torch.cat([jac @ (losses - inner), lam @ gs]).numpy()
+    a = torch.cat([torch.zeros(t, t, dtype=F64), gq / gq.norm(dim=1, keepdim=True)], 1).numpy()
+    pi = phi - a @ b / (b @ b + 1e-8)
+    x = cp.Variable(t + 1)
+    vec = a.T @ x[:t] + b * x[t]
+    cp.Problem(cp.Minimize(cp.sum_squares(vec) - phi * (b @ b + 1e-8) * x[t]),
+               [x >= 0, cp.sum(x[:t]) == 1, x[t] >= pi @ x[:t]]).solve(
+        solver=cp.CLARABEL, tol_gap_abs=1e-12, tol_gap_rel=1e-12, tol_feas=1e-12)
+    mu = x.value[:t]
+    nu = max(pi @ mu, 0.0)
+    step = mu @ a + nu * b  # the direction on z = (beta, omega)
+    s = W.get("FORUM", phi=phi, outer_lr=lr)
+    d, w = s.combine(losses, gs, query_losses=losses, query_grads=gq, inner_losses=inner)
+    assert np.allclose(s.mu.numpy(), mu, atol=1e-6)
+    assert np.allclose(d.numpy(), step[t:], atol=1e-6)
+    assert np.allclose(w.numpy(), nu * lam.numpy(), atol=1e-6)
+    g = torch.tensor(step[:t])  # Adam's first step on beta: -lr sign(g)
+    assert torch.allclose(s.beta, -lr * g / (g.abs() + 1e-8), atol=1e-6)
+
+
+def test_forum_needs_its_inner_losses():
+    _, g = problem(0)
+    with pytest.raises(ValueError, match="inner steps"):
+        W.get("FORUM").combine(torch.ones(3, dtype=F64), g, query_losses=torch.ones(3, dtype=F64),
+                               query_grads=g.clone())
+
+
+def test_inner_losses_run_sgd_on_a_copy():
+    """The engine's inner steps, by hand on a linear model: theta <- theta - lr grad of
+    sum_t w_t L_t, K times; the model itself is untouched."""
+    from torch import nn
+
+    from mtlkit.arch import HPS
+    from mtlkit.engine.bilevel import inner_losses
+    from mtlkit.weighting.base import InnerPlan
+
+    torch.manual_seed(0)
+    model = HPS(nn.Linear(4, 3), {k: nn.Linear(3, 1) for k in "ab"})
+    x, y = torch.randn(8, 4), {k: torch.randn(8, 1) for k in "ab"}
+    crit = {k: torch.nn.functional.mse_loss for k in "ab"}
+    before = [p.detach().clone() for p in model.parameters()]
+    w, lr, k = torch.tensor([0.3, 0.7]), 0.05, 3
+    got = inner_losses(model, x, y, crit, InnerPlan(w, lr, k))
+    params = [p.detach().clone().requires_grad_(True) for p in model.parameters()]
+
+    def losses_of(ps):
+        enc_w, enc_b, a_w, a_b, b_w, b_b = ps
+        r = x @ enc_w.T + enc_b
+        return torch.stack([crit["a"](r @ a_w.T + a_b, y["a"]), crit["b"](r @ b_w.T + b_b, y["b"])])
+
+    for _ in range(k):
+        gr = torch.autograd.grad((w * losses_of(params)).sum(), params)
+        params = [(p - lr * g).detach().requires_grad_(True) for p, g in zip(params, gr)]
+    assert torch.allclose(got, losses_of(params).detach(), atol=1e-6)
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), before))
+
+
+def test_forum_trains_in_the_bilevel_engine():
+    import torch.nn.functional as F_
+    from torch import nn
+
+    from mtlkit.arch import HPS
+    from mtlkit.engine import make_engine
+
+    torch.manual_seed(0)
+    model = HPS(nn.Sequential(nn.Linear(5, 8), nn.ReLU()), {k: nn.Linear(8, 1) for k in "ab"})
+    strategy = W.get("FORUM", outer_lr=0.05, inner_steps=2)
+    engine = make_engine(model, strategy, "param")
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    strategy.attach(model, opt)
+    crit = {k: F_.mse_loss for k in "ab"}
+    first = None
+    for _ in range(20):
+        x, qx = torch.randn(32, 5), torch.randn(32, 5)
+        y = {"a": x[:, :1] * 2, "b": x[:, 1:2] - x[:, 2:3]}
+        qy = {"a": qx[:, :1] * 2, "b": qx[:, 1:2] - qx[:, 2:3]}
+        opt.zero_grad(set_to_none=True)
+        res = engine.step(x, y, crit, query=(qx, qy))
+        opt.step()
+        first = float(res.query_losses.sum()) if first is None else first
+    assert float(res.query_losses.sum()) < first and strategy.mu is not None
