@@ -109,7 +109,7 @@ retries: 1
                                                                "valid keys: notebooks"]),
     ("notebooks: [../nbs/98_sweep.ipynb]\ngrid:\n  X: [1, two]\n", 3, ["X expects int"]),
     ("notebooks: [../nbs/98_sweep.ipynb]\nparameters:\n  NOPE: 1\n", 3,
-     ["unknown parameter(s) NOPE"]),
+     ["unknown parameter(s) NOPE. valid: PROFILE, SEEDS, OUT_DIR, X, LR"]),
     ("notebooks: [../nbs/98_sweep.ipynb]\nresources:\n  gpus: 1\n  ram: 4GB\n", 4,
      ["unknown key 'ram' under resources", "gpus, cpus, memory"]),
     ("notebooks: [../nbs/98_sweep.ipynb]\nresources: {memory: lots}\n", 2,

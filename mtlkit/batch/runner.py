@@ -57,7 +57,6 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mtlkit.batch.aggregate import collect
 from mtlkit.batch.backends import (
     InlineBackend,
     LocalBackend,
@@ -451,6 +450,10 @@ def make_backend(args: argparse.Namespace, resources: Resources) -> Backend:
 
 def write_tables(out: Path) -> None:
     """metrics.csv, runs.csv, sweep.csv and the benchmark tables and figures of ``out``."""
+    # imported here: mtlkit.results imports torch, which the runner and the child processes
+    # it spawns (they import this module) would otherwise load for nothing
+    from mtlkit.batch.aggregate import collect
+
     print(f"metrics: {collect_metrics(out)}\nruns: {collect_runs(out)}")
     for path in collect(out):
         if path.name != "sweep.csv" and path.parent.name == "records":

@@ -187,6 +187,16 @@ def _axis(spec: Any, name: str, where: _Where) -> dict[str, list[Any]]:
     return dict(spec)
 
 
+def _one_line(e: UsageError) -> str:
+    """A validation error on one line (the list of valid parameters as their names)."""
+    first, *rest = str(e).splitlines()
+    head = "Valid parameters:"
+    if rest and first.endswith(head):
+        names = ", ".join(line.split(":")[0].strip() for line in rest)
+        return f"{first[:-len(head)]}valid: {names}"
+    return first
+
+
 def _check_values(notebooks: list[Path], fixed: Mapping[str, Any],
                   axes: Mapping[str, dict[str, list[Any]]], where: _Where) -> None:
     """Every value against every notebook's parameters cell, one at a time, so that an error
@@ -196,14 +206,14 @@ def _check_values(notebooks: list[Path], fixed: Mapping[str, Any],
             try:
                 validate(nb, {key: value})
             except UsageError as e:
-                raise where.error(("parameters", key), str(e).splitlines()[0]) from None
+                raise where.error(("parameters", key), _one_line(e)) from None
         for name, axis in axes.items():
             for key, values in axis.items():
                 for i, value in enumerate(values):
                     try:
                         validate(nb, {key: value})
                     except UsageError as e:
-                        raise where.error((name, key, i), str(e).splitlines()[0]) from None
+                        raise where.error((name, key, i), _one_line(e)) from None
 
 
 def _seeds(spec: Any, where: _Where) -> list[list[int]]:
