@@ -251,8 +251,14 @@ class RayBackend:
                  cell_timeout: float | None = None):
         ray = self.ray = require_ray()
         env = {"PYTHONPATH": os.environ["PYTHONPATH"]} if os.environ.get("PYTHONPATH") else {}
-        ray.init(address=address, ignore_reinit_error=True, log_to_driver=False,
-                 configure_logging=False, runtime_env={"env_vars": env} if env else None)
+        try:
+            ray.init(address=address, ignore_reinit_error=True, log_to_driver=False,
+                     configure_logging=False, runtime_env={"env_vars": env} if env else None)
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            where = f"the Ray cluster at {address}" if address else "a local Ray"
+            raise UsageError(f"cannot start or reach {where}: {str(e).splitlines()[0]}; "
+                             "check 'ray status' (or start one with 'ray start --head')"
+                             ) from None
         self.options = {**resources.ray_options(), "max_retries": 0}
         self.request = {"CPU": resources.cpus, "GPU": resources.gpus or 0}
         self.copy_back, self.cell_timeout = copy_back, cell_timeout
