@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 
 from mtlkit import nbrun, results
-from mtlkit.batch import aggregate, backends, schedule, sweep
+from mtlkit.batch import aggregate, backends, report, schedule, sweep
 from mtlkit.batch.params import UsageError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -287,7 +287,10 @@ def test_aggregate_recomputes_the_table_from_every_run_taking_each_method_seed_o
     flat = pd.read_csv(out / "tables" / "98_sweep.csv", index_col=0)
     assert flat.loc["UW", "Δp/↑"] == pytest.approx(dp)
     assert flat.loc["EW", "Δp/↑"] == pytest.approx(0)
-    assert list(flat.index) == ["EW", "DWA", "UW"] or list(flat.index)[0] == "EW"
+    assert list(flat.index)[0] == "EW" and set(flat.index) == {"EW", "DWA", "UW"}
+    page = report.render(out)  # the report shows the recomputed table and its figure
+    assert "Tables recomputed from every completed run" in page and "98_sweep</h3>" in page
+    assert "data:image/png;base64," in page and "href='sweep.csv'" in page
 
 
 # ------------------------------------------------------------- executing

@@ -161,7 +161,7 @@ def plan(notebooks: Sequence[Path], base: Mapping[str, Any], grid: list[dict[str
     ``base`` and ``raw`` (command-line texts) hold for the whole batch, each grid entry on top.
     The batch's PROFILE counts as a default, so ``--profile smoke --out runs/smoke`` gives
     ``runs/smoke/<stem>/``; with ``fixed_are_defaults`` (sweeps) every parameter fixed for
-    the whole batch does, so folder names name the swept values only.
+    the whole batch does, and folder names name every swept value (defaults included).
     """
     out = Path(out).resolve()
     runs: list[NotebookRun] = []
@@ -176,6 +176,8 @@ def plan(notebooks: Sequence[Path], base: Mapping[str, Any], grid: list[dict[str
             params = {**common, **validate(path, g)}
             resolved = {**defaults(declared), **params}
             diff = _diff(resolved, reference)
+            if fixed_are_defaults:  # a sweep's folders name every swept value
+                diff = {**diff, **{k: params[k] for k in g}}
             name = f"{path.stem}__{run_label(diff)}" if diff else path.stem
             if name in names:
                 if names[name] != path.resolve():
