@@ -39,6 +39,7 @@ from test_sweep import (  # noqa: E402 (after the skip: without Ray nothing here
 heavy = pytest.mark.skipif(not os.environ.get("MTLKIT_HEAVY_TESTS"),
                            reason="heavier Ray test: set MTLKIT_HEAVY_TESTS=1")
 START_TIMEOUT_S = 180
+START_ATTEMPTS = 4
 
 
 def _free_port() -> int:
@@ -52,30 +53,51 @@ def _ray_cli() -> str:
     return str(exe) if exe.exists() else (shutil.which("ray") or "ray")
 
 
+def _ray(args: list[str], env: dict[str, str]) -> str:
+    """Run ``ray ARGS``; the error output if it failed ("" if it worked)."""
+    proc = subprocess.run([_ray_cli(), *args], env=env, capture_output=True, text=True,
+                          timeout=START_TIMEOUT_S)
+    return "" if proc.returncode == 0 else f"ray {' '.join(args)}:\n{proc.stderr[-2000:]}"
+
+
 def _stop(env: dict[str, str]) -> None:
     subprocess.run([_ray_cli(), "stop", "--force"], env=env, capture_output=True, timeout=120)
 
 
+def _start_cluster(env: dict[str, str], temp: str) -> str:
+    """A head and a worker node; their address. A node's raylet gives up when the node's
+    agent process takes more than a few seconds to start, which happens on a loaded 2-core
+    machine: each start is tried a few times."""
+    common = ["--num-cpus", "1", "--num-gpus", "0", "--object-store-memory", str(100 * 2**20),
+              "--disable-usage-stats", "--node-ip-address", "127.0.0.1"]
+    error = ""
+    for attempt in range(START_ATTEMPTS):
+        port = _free_port()
+        error = _ray(["start", "--head", "--port", str(port), "--include-dashboard=false",
+                      "--temp-dir", f"{temp}/{attempt}", *common], env)
+        if not error:
+            break
+        _stop(env)  # what the failed head left running
+    else:
+        raise AssertionError(f"the Ray head did not start in {START_ATTEMPTS} tries:\n{error}")
+    address = f"127.0.0.1:{port}"
+    for _ in range(START_ATTEMPTS):
+        error = _ray(["start", "--address", address, *common], env)
+        if not error:
+            _wait_for_nodes(address, 2, env)
+            return address
+    raise AssertionError(f"the Ray worker node did not start in {START_ATTEMPTS} tries:\n{error}")
+
+
 @pytest.fixture(scope="module")
 def cluster():
-    """``ray start`` a head and a worker node on 127.0.0.1 (1 CPU each); their address."""
-    port = _free_port()
+    """``ray start`` a head and a worker node on 127.0.0.1 (1 CPU each); their address.
+    Stopped after the module (``ray stop --force``), whatever happened."""
     temp = tempfile.mkdtemp(prefix="mtlkit-ray-")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
            "RAY_USAGE_STATS_ENABLED": "0"}
-    common = ["--num-cpus", "1", "--num-gpus", "0", "--object-store-memory", str(100 * 2**20),
-              "--disable-usage-stats"]
-    address = f"127.0.0.1:{port}"
     try:
-        subprocess.run([_ray_cli(), "start", "--head", "--node-ip-address", "127.0.0.1",
-                        "--port", str(port), "--include-dashboard=false", "--temp-dir", temp,
-                        *common], env=env, check=True, capture_output=True,
-                       timeout=START_TIMEOUT_S)
-        subprocess.run([_ray_cli(), "start", "--address", address, "--node-ip-address",
-                        "127.0.0.1", *common], env=env, check=True, capture_output=True,
-                       timeout=START_TIMEOUT_S)
-        _wait_for_nodes(address, 2, env)
-        yield address
+        yield _start_cluster(env, temp)
     finally:
         _stop(env)
         shutil.rmtree(temp, ignore_errors=True)
