@@ -441,3 +441,16 @@ def test_copy_back_task_runs_in_its_own_folder_and_returns_the_files(tmp_path, n
     nbrun.promote(run.stage, run.run_dir)
     assert nbrun.is_done(run)
     assert json.loads((run.run_dir / "metrics.json").read_text())["y"] == 36
+
+
+def test_collect_only_writes_the_tables_and_runs_nothing(nb98, tmp_path, capsys):
+    out = tmp_path / "o"
+    _fake_run(out, "98_sweep__METHODS=UW,SEEDS=0", {"METHODS": ["UW"], "SEEDS": [0]},
+              [_records("EW", 0, 0.40, 2.0, 1.0), _records("UW", 0, 0.50, 1.5, 2.0)])
+    f = write_sweep(tmp_path / "sweep.yaml", f"notebooks: [{nb98}]\ngrid: {{X: [1, 2]}}\n")
+    assert nbrun.main(["--sweep", str(f), "--out", str(out), "--collect-only"]) == 0
+    printed = capsys.readouterr().out
+    assert f"table: {out / 'tables' / '98_sweep.md'}" in printed
+    assert (out / "sweep.csv").is_file() and (out / "metrics.csv").is_file()
+    assert not list(out.glob("98_sweep__X=*")) and not (out / nbrun.ATTEMPTS).exists()
+    assert "UW" in (out / "tables" / "98_sweep.md").read_text()

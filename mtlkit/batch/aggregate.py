@@ -107,8 +107,9 @@ def collect(out: str | Path) -> list[Path]:
         written.append(_atomic_csv(records, out / "records" / f"{stem}.csv", index=False))
         try:
             table = benchmark_table(records)
-        except ValueError as e:  # no EW, or a metric missing: records kept, no table
-            print(f"note: no table for {stem}: {e}")
+        except (ValueError, KeyError, ZeroDivisionError) as e:  # no EW, a metric missing...
+            print(f"note: no table for {stem} (its records are in records/{stem}.csv): "
+                  f"{type(e).__name__}: {e}")
             continue
         seeds = records.groupby("method")["seed"].nunique()
         head = (f"# {stem}: {records['run'].nunique()} run(s), seeds per method "

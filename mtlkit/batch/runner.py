@@ -457,7 +457,13 @@ def write_tables(out: Path) -> None:
     from mtlkit.batch.aggregate import collect
 
     print(f"metrics: {collect_metrics(out)}\nruns: {collect_runs(out)}")
-    for path in collect(out):
+    try:
+        written = collect(out)
+    except Exception as e:  # the runs are done and recorded; a table must not hide that
+        print(f"nbrun: warning: could not aggregate {out}: {type(e).__name__}: {e}; rerun with "
+              "--collect-only once fixed", file=sys.stderr)
+        return
+    for path in written:
         if path.name != "sweep.csv" and path.parent.name == "records":
             continue
         print(f"{'table' if path.suffix != '.png' else 'figure'}: {path}")
