@@ -6,7 +6,12 @@ then calls ``cfg = mtlkit.nb.setup(globals())``, which
 * validates the profile (:data:`mtlkit.profiles.PROFILES`) and the device,
 * seeds ``random``, NumPy and torch (CPU and CUDA) from ``SEEDS[0]``,
 * sets the float32 matmul precision (``highest``; TF32 only in ``full``),
-* creates ``OUT_DIR`` and prints the resolved configuration.
+* creates ``OUT_DIR`` and prints the resolved configuration,
+* in batch runs (``MTLKIT_WIDGETS=off``, set by ``python -m mtlkit.nbrun`` and ``make test``)
+  makes ``ipywidgets.interact``/``interact_manual`` inert: a notebook executed without a
+  browser gains nothing from live widgets, and a cell that opens one sometimes never
+  completes under papermill/nbclient (jupyter/nbclient#312). Each widget cell is preceded by
+  a static call at its defaults, so the figure is there either way.
 
 ``claim`` asserts and records a verdict; every verdict is appended to
 ``OUT_DIR/claims.json`` so the run report can show it.
@@ -127,9 +132,45 @@ def setup(ns: dict[str, Any], *, quiet: bool = False) -> Config:
     if claims_file.exists():
         claims_file.unlink()
     cfg = Config(profile, device, list(seeds), out_dir, params)
+    if not widgets_enabled():
+        _make_widgets_inert()
     if not quiet:
         _print_config(cfg)
     return cfg
+
+
+# -------------------------------------------------------------------- widgets
+WIDGETS_ENV = "MTLKIT_WIDGETS"
+
+
+def widgets_enabled(env: Mapping[str, str] = os.environ) -> bool:
+    """False when ``$MTLKIT_WIDGETS`` is ``off`` (batch runs), True otherwise."""
+    return env.get(WIDGETS_ENV, "").strip().lower() not in ("off", "0", "false", "no")
+
+
+def _inert_interact(*args: Any, **kwargs: Any) -> Any:
+    """Stands in for ``interact``/``interact_manual`` in batch runs: no widget, no call.
+    Returns what ipywidgets returns for a function (the function itself, or a decorator)."""
+    print("(widgets are off in batch runs; open the notebook in JupyterLab to use this one)")
+    if args and callable(args[0]):
+        return args[0]
+    return lambda f: f
+
+
+_inert_interact.options = lambda **_: _inert_interact  # type: ignore[attr-defined]
+
+
+def _make_widgets_inert() -> None:
+    """Replace ``interact``/``interact_manual`` wherever ipywidgets exposes them."""
+    try:
+        import ipywidgets
+        from ipywidgets.widgets import interaction
+    except ImportError:  # no widgets installed: nothing to switch off
+        return
+    for mod in (ipywidgets, ipywidgets.widgets, interaction):
+        for name in ("interact", "interact_manual"):
+            if hasattr(mod, name):
+                setattr(mod, name, _inert_interact)
 
 
 def _default_out(ns: Mapping[str, Any], profile: str) -> Path:

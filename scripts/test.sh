@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 V=.venv/bin
 export HYPOTHESIS_PROFILE=ci  # derandomized property tests (tests/conftest.py)
+export MTLKIT_WIDGETS=off     # notebooks' widget cells inert under nbval (mtlkit.nb.setup)
 echo "== ruff"; $V/ruff check mtlkit tests benchmarks data_scripts notebooks scripts
 echo "== nbstripout --verify"; $V/nbstripout --verify notebooks/*.ipynb
 echo "== smoke-prepared notebooks"

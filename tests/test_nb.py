@@ -198,3 +198,28 @@ def test_default_out_dir_is_runs_interactive_profile_notebook(ns, tmp_path):
         for p in (cfg.out_dir, cfg.out_dir.parent, cfg.out_dir.parent.parent):
             if p.is_dir() and not any(p.iterdir()):
                 p.rmdir()
+
+
+def test_widgets_are_inert_only_when_switched_off(ns, monkeypatch):
+    import ipywidgets
+    from ipywidgets.widgets import interaction
+
+    assert nb.widgets_enabled({}) and nb.widgets_enabled({"MTLKIT_WIDGETS": "on"})
+    assert not nb.widgets_enabled({"MTLKIT_WIDGETS": "off"})
+    calls = []
+    monkeypatch.delenv("MTLKIT_WIDGETS", raising=False)
+    for mod in (ipywidgets, ipywidgets.widgets, interaction):  # restored after the test
+        for name in ("interact", "interact_manual"):
+            monkeypatch.setattr(mod, name, getattr(mod, name))
+
+    def record(x):
+        calls.append(x)
+
+    nb.setup(ns, quiet=True)
+    ipywidgets.interact(record, x=1)  # live: ipywidgets calls it at once
+    assert calls == [1]
+    monkeypatch.setenv("MTLKIT_WIDGETS", "off")
+    nb.setup(ns, quiet=True)
+    assert ipywidgets.interact(record, x=2) is record and calls == [1]
+    deco = ipywidgets.interact_manual(x=3)
+    assert deco(len) is len and calls == [1]

@@ -673,3 +673,23 @@ def test_parameters_reach_the_kernel_as_literals(tmp_path):
                               text=True, timeout=60)
         assert proc.returncode == 2 and "bytes is not a parameter value" in proc.stderr
     assert not list(tmp_path.rglob("PWNED"))
+
+
+def test_batch_kernels_run_with_inert_widgets(tmp_path, monkeypatch):
+    """A batch kernel gets MTLKIT_WIDGETS=off, so after nb.setup an interact cell opens no
+    widget and never calls its function (a live one sometimes hangs nbclient); without the
+    variable the same call runs the function at once, as ipywidgets does."""
+    monkeypatch.delenv("MTLKIT_WIDGETS", raising=False)
+    cell = '''import mtlkit.nb as nb
+cfg = nb.setup(globals(), quiet=True)
+from ipywidgets import interact, interact_manual
+calls = []
+interact(lambda x: calls.append(x), x=1)
+interact_manual(lambda x: calls.append(x), x=2)
+(out / "widgets.json").write_text(json.dumps({"env": os.environ.get("MTLKIT_WIDGETS"),
+                                              "calls": calls}))'''
+    nb = make_notebook(tmp_path / "nbs" / "95_widgets.ipynb", extra=(cell,))
+    out = tmp_path / "runs"
+    assert nbrun.main([str(nb), "--out", str(out), "--no-progress"]) == 0
+    (run_dir,) = [p for p in out.glob("95_widgets*") if p.is_dir()]
+    assert json.loads((run_dir / "widgets.json").read_text()) == {"env": "off", "calls": []}

@@ -133,6 +133,11 @@ def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
+#: set for every batch kernel: widgets inert (``mtlkit.nb.widgets_enabled``; a live widget
+#: cell sometimes never completes under papermill, jupyter/nbclient#312)
+BATCH_ENV = {"MTLKIT_WIDGETS": "off"}
+
+
 @contextlib.contextmanager
 def environment(env: Mapping[str, str]) -> Iterator[None]:
     """Set ``env`` in ``os.environ`` (inherited by the kernels started meanwhile), then
@@ -177,7 +182,7 @@ def execute(run: NotebookRun, cell_timeout: float | None = None, prepare_only: b
               "started": now()}
     t0 = time.perf_counter()
     try:
-        with environment(run.env):
+        with environment({**BATCH_ENV, **run.env}):
             pm.execute_notebook(
                 str(run.notebook), str(output), parameters=run.params, kernel_name=kernel,
                 cwd=str(run.notebook.parent), prepare_only=prepare_only, progress_bar=False,
