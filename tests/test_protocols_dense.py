@@ -416,9 +416,12 @@ def test_extras_are_recorded_at_the_selected_epoch(tmp_path):
     assert ("saliency", "maxf") in table.columns
 
 
-def test_shipped_name_matches_nbrun_folders():
-    assert P.shipped_name("51_x", DATASET=None, ARCH=None) == "51_x"
-    assert P.shipped_name("51_x", DATASET="cityscapes", ARCH=None) == "51_x__DATASET=cityscapes"
+@pytest.mark.parametrize("spelling, name", [("Cross_Stitch", "cross-stitch"),
+                                             ("cross stitch", "cross-stitch"),
+                                             ("NDDR_CNN", "NDDR"), ("DMTL", "HPS"),
+                                             ("mtan", "MTAN")])
+def test_architecture_names_follow_the_registry_rule(spelling, name):
+    assert P.arch_name(spelling) == name
 
 
 def test_gpu_step_cost_script_runs_on_a_cpu(tmp_path):

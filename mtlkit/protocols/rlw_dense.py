@@ -42,6 +42,7 @@ from mtlkit.encoders.vision import ASPPHead, Stages, conv_stages, resnet_encoder
 from mtlkit.experiments import Method, parse_method
 from mtlkit.losses import criteria_for, normals_valid
 from mtlkit.metrics import Metric, normal_angles
+from mtlkit.registry import normalize
 from mtlkit.trainer import TrainConfig, Trainer
 
 RLW6 = tuple(f"RLW-{d}" for d in ("uniform", "normal", "dirichlet", "bernoulli",
@@ -67,9 +68,9 @@ ARCH_GRID_METHODS_SMALL = ("EW", "RLW-normal", "UW", "MGDA")
 #: architecture name -> class; ``shared_rep`` says whether it has one shared representation
 ARCHS: dict[str, type[MTLModel]] = {"HPS": HPS, "MTAN": MTAN, "cross-stitch": CrossStitch,
                                     "NDDR": NDDR}
-_ARCH_ALIASES = {"hps": "HPS", "dmtl": "HPS", "mtan": "MTAN", "cross-stitch": "cross-stitch",
-                 "crossstitch": "cross-stitch", "cross_stitch": "cross-stitch", "nddr": "NDDR",
-                 "nddr-cnn": "NDDR", "nddr_cnn": "NDDR"}
+#: (the registries' naming rule: case, "-", "_" and spaces do not matter)
+_ARCH_ALIASES = {"hps": "HPS", "dmtl": "HPS", "mtan": "MTAN", "crossstitch": "cross-stitch",
+                 "nddr": "NDDR", "nddrcnn": "NDDR"}
 #: the paper's table of each architecture on NYUv2
 ARCH_TABLE = {"HPS": "Table 1", "MTAN": "Table 4", "cross-stitch": "Table 6", "NDDR": "Table 7"}
 
@@ -275,15 +276,6 @@ def load_data(p: Plan, data_dir: str = "", seed: int = 0) -> MTLData:
     return mdata.load(p.dataset, **kw)
 
 
-def shipped_name(stem: str, **nondefault: Any) -> str:
-    """The ``results/`` folder of a notebook run with the parameters ``nondefault`` (those
-    given as None are at their defaults): nbrun's folder name, ``<stem>__<label>``."""
-    from mtlkit.nbrun import run_label
-
-    diff = {k: v for k, v in nondefault.items() if v is not None}
-    return f"{stem}__{run_label(diff)}" if diff else stem
-
-
 def data_label(data: MTLData) -> str:
     """What to write next to every number: the dataset, and SYNTHETIC stand-in if it is one."""
     if data.stands_in_for:
@@ -298,7 +290,7 @@ class ArchitectureMismatch(ValueError):
 
 def arch_name(name: str) -> str:
     """The canonical architecture name (HPS, MTAN, cross-stitch, NDDR) of ``name``."""
-    key = _ARCH_ALIASES.get(str(name).strip().lower())
+    key = _ARCH_ALIASES.get(normalize(name))
     if key is None:
         raise ValueError(f"ARCH={name!r}; choose one of {list(ARCHS)}")
     return key
@@ -535,7 +527,7 @@ def _extra_records(rec: pd.DataFrame, values: Mapping[str, Mapping[str, Mapping[
 def train_one(method: Method, seed: int, data: MTLData, make_model: Callable[[int], MTLModel],
               config: TrainConfig, run_dir: Path, *, arch: str,
               crit: Mapping[str, Callable] | None = None,
-              extras: Mapping[str, Sequence[str]] | None = None) -> experiments.Run:
+              extras: Mapping[str, Sequence[str]] | None = None) -> experiments.MethodRun:
     """One method x seed through :class:`~mtlkit.trainer.Trainer` (records labelled with
     the method and ``arch``); ``extras`` are evaluated on the selected epoch's weights."""
     from mtlkit.checkpoints import load_weights
@@ -552,7 +544,7 @@ def train_one(method: Method, seed: int, data: MTLData, make_model: Callable[[in
         vals = {s: evaluate_extras(model, data.split(s), extras, cfg.device, cfg.eval_batch_size)
                 for s in ("val", "test")}
         rec = pd.concat([rec, _extra_records(rec, vals)], ignore_index=True)
-    return experiments.Run(method.label, int(seed), rec, r.steps, r.epoch_time, True)
+    return experiments.MethodRun(method.label, int(seed), rec, r.steps, r.epoch_time, True)
 
 
 def train_grid(methods: Sequence[Method], seeds: Sequence[int], data: MTLData,
