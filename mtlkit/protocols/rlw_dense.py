@@ -195,18 +195,25 @@ class Plan:
                 f"{self.n_seeds} seed(s)")
 
 
-#: CPU stand-in sizes by grid ("table": notebook 51, "arch": notebook 55) and profile
+#: CPU stand-in sizes by grid ("table": notebook 51, "arch": notebook 55) and profile; sized
+#: by one-epoch timings at 1 thread (EW, PCGrad, MGDA-UB, GradNorm; each architecture) so that
+#: paper-cpu's whole grid takes about 12 min on a quiet core (every row, at least 3 seeds)
 _CPU = {"lr": 1e-3, "weight_decay": 1e-5}
 _SMOKE = dict(n_train=24, n_val=8, n_test=8, size=(24, 32), widths=(8, 16), head_channels=8,
               rates=(1, 2), epochs=2, batch_size=8, n_seeds=1, warmup_steps=1)
-_TEACH = dict(n_train=160, n_val=48, n_test=96, size=(48, 64), widths=(16, 32, 64),
-              head_channels=32, rates=(1, 2, 3), epochs=5, batch_size=16, n_seeds=3)
+_SMALL = dict(size=(32, 48), widths=(16, 32, 64), head_channels=32, rates=(1, 2, 3),
+              batch_size=8)
 STANDIN: dict[str, dict[str, dict[str, Any]]] = {
-    "table": {"smoke": _SMOKE, "teach": _TEACH,
-              "paper-cpu": {**_TEACH, "n_train": 320, "n_val": 64, "n_test": 160,
-                            "epochs": 10, "n_seeds": 5}},
-    "arch": {"smoke": {**_SMOKE, "epochs": 1}, "teach": {**_TEACH, "epochs": 4, "n_seeds": 2},
-             "paper-cpu": {**_TEACH, "epochs": 8, "n_seeds": 4}},
+    "table": {"smoke": _SMOKE,
+              "teach": {**_SMALL, "n_train": 96, "n_val": 32, "n_test": 64, "epochs": 4,
+                        "n_seeds": 3},
+              "paper-cpu": {**_SMALL, "n_train": 160, "n_val": 48, "n_test": 96, "epochs": 5,
+                            "n_seeds": 4}},
+    "arch": {"smoke": {**_SMOKE, "epochs": 1},
+             "teach": {**_SMALL, "n_train": 64, "n_val": 32, "n_test": 64, "epochs": 3,
+                       "n_seeds": 3},
+             "paper-cpu": {**_SMALL, "n_train": 96, "n_val": 32, "n_test": 64, "epochs": 3,
+                           "n_seeds": 3}},
 }
 #: ``full``: the paper's settings; epochs are not in the paper (LibMTL's NYUv2 default 200)
 FULL_EPOCHS, FULL_SEEDS = 200, 5
