@@ -275,6 +275,34 @@ def test_reselect_chooses_on_the_test_loss():
     assert set(rec[rec["selected"]]["epoch"]) == {1}  # the input is not modified
 
 
+def test_slim_records_keep_what_the_shipped_tables_and_fig1_read(tmp_path):
+    parts = []
+    for epoch in (1, 2, 3):
+        for split in ("train", "val", "test"):
+            parts.append(_records({("EW", 0): (0.123456789 * epoch, 2.0), ("RLW", 0): (0.2, 1.0)},
+                                  split=split, epoch=epoch, selected=epoch == 2))
+    rec = pd.concat(parts, ignore_index=True).assign(hparams='{"lr": 0.001}')
+    slim = C.slim_records(rec, {"seg": "miou"})
+    sel = slim[slim["selected"]]
+    # the selected epoch on test and val, every metric; no training rows
+    assert set(zip(sel["split"], sel["task"])) == {(s, t) for s in ("test", "val")
+                                                   for t in ("seg", "dep")}
+    assert set(sel["epoch"]) == {2} and "train" not in set(slim["split"])
+    # the other epochs: validation values of the Fig. 1 metric only
+    rest = slim[~slim["selected"]]
+    assert set(zip(rest["split"], rest["task"], rest["epoch"])) == {("val", "seg", 1),
+                                                                    ("val", "seg", 3)}
+    # hparams on test rows only; values to 6 significant digits; the tables are unchanged
+    assert (slim["hparams"] == "").eq(slim["split"] != "test").all()
+    assert set(slim["value"]) == {0.123457, 0.246914, 0.370370, 0.2, 2.0, 1.0}  # 6 digits
+    path = tmp_path / "records.csv"
+    slim.to_csv(path, index=False)
+    back = results.read_records(path)
+    metrics = {"seg": ["miou"], "dep": ["abs_err"]}
+    pd.testing.assert_frame_equal(C.per_seed_delta_p(back, metrics),
+                                  C.per_seed_delta_p(rec, metrics), rtol=1e-5)
+
+
 def test_convergence_gap_of_a_uniformly_better_curve():
     parts = []
     for epoch in (1, 2, 3):

@@ -95,14 +95,26 @@ def paper_table(records: pd.DataFrame, metrics: Mapping[str, Sequence[str]],
     return table, notes
 
 
-def slim_records(records: pd.DataFrame, curves: bool = True) -> pd.DataFrame:
-    """The records a table, its verdicts and Fig. 1 need, for shipping: every row at each
-    run's selected epoch, and (``curves``) the validation metrics of every epoch.  The
-    training rows and the per-epoch test rows stay in the run's own records."""
-    keep = records["selected"].astype(bool)
+def slim_records(records: pd.DataFrame, curves: Mapping[str, str] | None = None,
+                 digits: int = 6) -> pd.DataFrame:
+    """The records that ship (a few hundred KB): each run's selected epoch on the test and
+    validation splits (the tables, the verdicts, validation = test on the real releases),
+    and the validation value of ``curves`` = {task: metric} at every epoch (Fig. 1's
+    panels).  Values keep ``digits`` significant digits; a run's ``hparams`` (the same on
+    every row of a run) stay on its test rows only.  Training rows, the other per-epoch
+    rows and the full precision stay in the run's own ``all/records.csv``."""
+    split = records["split"]
+    keep = records["selected"].astype(bool) & split.isin(["test", "val"])
     if curves:
-        keep |= (records["split"] == "val") & (records["metric"] != "loss")
-    return records[keep].reset_index(drop=True)
+        pairs = set(curves.items())
+        keep |= (split == "val") & pd.Series(
+            [(t, m) in pairs for t, m in zip(records["task"], records["metric"])],
+            index=records.index)
+    out = records[keep].reset_index(drop=True)
+    return out.assign(
+        hparams=out["hparams"].where(out["split"] == "test", ""),
+        value=[float(f"{v:.{digits}g}") for v in out["value"]],
+        wall_time=out["wall_time"].round(3))
 
 
 def summarize(dp: pd.DataFrame) -> pd.DataFrame:
