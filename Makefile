@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 export PYTHONHASHSEED := 0
 
-.PHONY: setup run test lab results lint smoke-notebooks clean
+.PHONY: setup run test lab results sweep lint smoke-notebooks clean
 
 setup:
 	bash scripts/setup.sh
@@ -27,6 +27,13 @@ JOBS ?= 1
 results: setup
 	$(PY) -m mtlkit.nbrun $(NB) --profile paper-cpu --out runs/paper-cpu --jobs $(JOBS)
 	$(PY) -m mtlkit.shipped runs/paper-cpu --all --command "make results NB='$(NB)'"
+
+## make sweep: run a sweep file on this machine, or on Ray with ARGS='--backend ray --address auto'
+## (README: "Sweeps"); run it again to resume: only missing and failed runs execute
+SWEEP ?= examples/sweeps/rlw_table1.yaml
+ARGS ?=
+sweep: setup
+	$(PY) -m mtlkit.nbrun --sweep $(SWEEP) $(ARGS)
 
 clean:
 	rm -rf runs/smoke-prepared .pytest_cache

@@ -215,16 +215,38 @@ def _write_claims() -> None:
 
 
 # ------------------------------------------------------------------ exercises
-def check(answer: Any, expected: Any, tol: float = 1e-6, name: str = "answer") -> bool:
-    """Print ✓ or ✗ for an exercise answer; never raises."""
+def check(answer: Any, expected: Any, tol: float = 1e-6, name: str = "answer",
+          reveal: bool = False) -> bool:
+    """Print ✓ or ✗ for an exercise answer; never raises.
+
+    A wrong answer is told what is wrong without the expected value (its shape, or how far
+    it is off), so the check does not give the solution away; ``reveal=True`` prints it."""
     try:
         ok = _close(answer, expected, tol)
+        why = "" if ok else _what_is_wrong(answer, expected, reveal)
     except Exception as e:  # an exercise must never stop the notebook
         print(f"✗ {name}: could not compare ({type(e).__name__}: {e})")
         return False
-    print(f"{'✓' if ok else '✗'} {name}"
-          + ("" if ok else f": got {answer!r}, expected {expected!r}"))
+    print(f"{'✓' if ok else '✗'} {name}" + ("" if ok else f": {why}"))
     return ok
+
+
+def _what_is_wrong(answer: Any, expected: Any, reveal: bool) -> str:
+    """A hint for a wrong answer; the expected value only when ``reveal``."""
+    if answer is None or answer is Ellipsis:
+        return "not answered yet (replace the placeholder with your answer)"
+    if reveal:
+        return f"got {answer!r}, expected {expected!r}"
+    try:
+        import numpy as np
+
+        a, b = np.asarray(answer, dtype=float), np.asarray(expected, dtype=float)
+    except (TypeError, ValueError):
+        return f"got {answer!r}, which is not it"
+    if a.shape != b.shape:
+        return f"shape {a.shape}, expected shape {b.shape}"
+    err = float(np.max(np.abs(a - b))) if a.size else 0.0
+    return f"off by up to {err:.3g} (largest absolute difference)"
 
 
 def _close(a: Any, b: Any, tol: float) -> bool:

@@ -284,3 +284,46 @@ def effect_heatmap(matrix: pd.DataFrame, label: str = "Δp vs HPS + EW (%)",
     ax.set_yticks(range(matrix.shape[0]), [str(r) for r in matrix.index])
     fig.colorbar(im, ax=ax, label=label)
     return _finish(fig, save)
+
+
+# --- toy problems (issue 17)
+def toy_panel(ax, grid: tuple[np.ndarray, np.ndarray, np.ndarray], front: np.ndarray,
+              paths: Sequence[np.ndarray] = (), title: str = "", levels: int = 30) -> None:
+    """Draw the two-task toy (:mod:`mtlkit.theory.toys`) on ``ax``: contours of L1 + L2,
+    the brute-force Pareto set (black dots), and each path with its start (circle) and
+    end (star).
+
+    ``grid``: ``toys.landscape(...)``'s (X, Y, F); ``front``: the Pareto points in
+    parameter space (``toys.pareto_points(...)[0]``, shape (K, 2)); ``paths``: arrays of
+    shape (steps + 1, 2) (``toys.run_trajectory``)."""
+    xx, yy, f = grid
+    ax.contour(xx, yy, np.asarray(f).sum(0), levels=levels, cmap="Greys", linewidths=0.5)
+    front = np.asarray(front)
+    ax.plot(front[:, 0], front[:, 1], "k.", ms=1)
+    for p in paths:
+        p = np.asarray(p)
+        ax.plot(p[:, 0], p[:, 1], lw=1.5, color=OKABE_ITO[4])
+        ax.plot(*p[0], "o", color=OKABE_ITO[0], ms=4)
+        ax.plot(*p[-1], "*", color=OKABE_ITO[5], ms=8)
+    ax.set(title=title, xlabel="$x_1$", ylabel="$x_2$")
+
+
+def toy_trajectories(paths: Mapping[str, Sequence[np.ndarray]],
+                     grid: tuple[np.ndarray, np.ndarray, np.ndarray], front: np.ndarray,
+                     rows: int | None = None, save: str | Path | None = None) -> Figure:
+    """One :func:`toy_panel` per method (``paths``: {method: [path, ...]}), on ``rows``
+    rows (default: 1 for up to 3 methods, else 2); unused panels are hidden."""
+    if not paths:
+        raise ValueError("no paths to plot: pass {method: [path, ...]}")
+    n = len(paths)
+    rows = rows or (1 if n <= 3 else 2)
+    cols = int(np.ceil(n / rows))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 3.4 * rows), squeeze=False,
+                             sharex=True, sharey=True)
+    flat = axes.ravel()
+    for ax, (name, ps) in zip(flat, paths.items()):
+        toy_panel(ax, grid, front, ps, title=name)
+        ax.label_outer()
+    for ax in flat[n:]:
+        ax.axis("off")
+    return _finish(fig, save)

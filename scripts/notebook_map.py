@@ -40,6 +40,16 @@ def wall(runs: Path | None, stem: str) -> str:
     return "–" if s is None else (f"{s:.0f} s" if s < 90 else f"{s / 60:.1f} min")
 
 
+def shipped(stem: str) -> str:
+    """``results/<stem>/`` as a link with the profile it was run in, if it ships."""
+    prov = ROOT / "results" / stem / "PROVENANCE.json"
+    if not prov.is_file():
+        return "–"
+    info = json.loads(prov.read_text())
+    profile = (info.get("parameters") or {}).get("PROFILE", "precomputed")
+    return f"[{profile}](results/{stem}/)"
+
+
 def source(text: str) -> str:
     m = re.search(r"\*\*Sources?:?\*\*:?\s*(.+)", text)
     if not m:
@@ -53,14 +63,15 @@ def main() -> None:
     ap.add_argument("--smoke", type=Path)
     ap.add_argument("--teach", type=Path)
     args = ap.parse_args()
-    print("| # | notebook | topic | paper sections | smoke | teach |")
-    print("|---|---|---|---|---|---|")
+    print("| # | notebook | topic | paper sections | smoke | teach | shipped results |")
+    print("|---|---|---|---|---|---|---|")
     for path in sorted((ROOT / "notebooks").glob("[0-9]*.ipynb")):
         text = title_cell(path)
         head = text.splitlines()[0] if text else path.stem
         num, _, topic = head.lstrip("# ").partition("·")
         print(f"| {num.strip()} | [`{path.name}`](notebooks/{path.name}) | {topic.strip()} | "
-              f"{source(text)} | {wall(args.smoke, path.stem)} | {wall(args.teach, path.stem)} |")
+              f"{source(text)} | {wall(args.smoke, path.stem)} | {wall(args.teach, path.stem)} | "
+              f"{shipped(path.stem)} |")
 
 
 if __name__ == "__main__":

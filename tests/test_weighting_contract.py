@@ -43,7 +43,8 @@ CASES = [pytest.param(n, hp, g, id=f"{n}{''.join(f'-{v}' for v in hp.values())}-
          if g or LOSSES in W.get(n, **hp).modes]
 #: documented sums of the returned weights (T = number of tasks)
 SUMS = {"EW": 1, "AdvMTL": 1, "STL": 1, "RLW": 1, "BanditMTL": 1, "MGDA": 1, "FAMO": 1,
-        "Tchebycheff": 1, "TchebycheffAdv": 1, "DWA": "T", "GradNorm": "T"}
+        "Tchebycheff": 1, "TchebycheffAdv": 1, "DWA": "T", "GradNorm": "T",
+        "STCH": 1, "ExcessMTL": 1, "MoDo": 1, "SDMGrad": 1, "MOML": 1}
 GRADS = ("random", "zero", "one-zero-row", "parallel", "opposite", "huge", "tiny")
 LOSS_VALUES = st.one_of(st.just(0.0), st.just(1e-30), st.just(1e30), st.floats(1e-3, 1e3))
 STEPS = 3
@@ -84,8 +85,9 @@ def problem(t: int, p: int, seed: int, kind: str, dtype, losses: list[list[float
 def call(s: W.Weighting, with_grads: bool, lo, g, ql, qg):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Nash-MTL warns once on Pareto-stationary gradients
-        if s.needs_query:
-            return s.combine(lo, g, query_losses=ql, query_grads=qg)
+        if s.needs_query:  # FORUM also takes the support losses after its inner steps
+            inner = torch.full_like(ql, 0.5) if s.inner_plan(lo.numel()) is not None else None
+            return s.combine(lo, g, query_losses=ql, query_grads=qg, inner_losses=inner)
         return s.combine(lo, g if with_grads else None)
 
 

@@ -126,12 +126,14 @@ def test_aligned_mtl_equalises_singular_values(seed):
 
 
 def test_dbmtl_hand_worked_two_steps():
+    """h^0 = 0 (Lin et al. 2023, Algorithm 1; the authors' code): h^1 = (1 - beta) g / L."""
     g1 = torch.tensor([[2.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
     l1 = torch.tensor([1.0, 0.5], dtype=torch.float64)
     s = W.get("DB-MTL", beta=0.9, beta_sigma=0.5, eps=0.0)
-    d, _ = s.combine(l1, g1)
-    h = np.array([[2.0, 0.0], [0.0, 2.0]])  # g_t / L_t
+    d, w = s.combine(l1, g1)
+    h = 0.1 * np.array([[2.0, 0.0], [0.0, 2.0]])  # (1 - beta_1) g_t / L_t, beta_1 = 0.9
     assert np.allclose(d.numpy(), h.sum(0))  # equal norms: alpha = 1
+    assert np.allclose(w.numpy(), [0.1, 0.2])  # alpha (1 - beta_1) / L
     g2 = torch.tensor([[1.0, 1.0], [0.0, 3.0]], dtype=torch.float64)
     l2 = torch.tensor([1.0, 1.0], dtype=torch.float64)
     d2, _ = s.combine(l2, g2)

@@ -94,3 +94,16 @@ def test_non_finite_gradients_raise_a_clear_error(bad):
                                                      "of task 1") as err:
             s.combine(torch.ones(3, dtype=torch.float64), g, **kw)
         assert err.value.tasks == [1], name
+
+
+def test_architecture_check_follows_the_registry_rule_for_names():
+    """A strategy's ``arch`` is matched like every registry lookup (case, '-', '_' and
+    spaces ignored), not by an exact class-name comparison."""
+
+    class Strict(W.Weighting):  # a strategy defined on an architecture, not registered
+        name = "Strict"
+        arch = "shared_private"
+
+    Strict().check_model(type("SharedPrivate", (), {})())  # accepted
+    with pytest.raises(ValueError, match="Strict is defined on mtlkit.arch.shared_private"):
+        Strict().check_model(type("HPS", (), {})())

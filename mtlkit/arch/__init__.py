@@ -8,10 +8,13 @@ from typing import Any
 
 from mtlkit.arch.base import ARCHITECTURES, MTLModel, count_parameters
 from mtlkit.arch.cross_stitch import CrossStitch
+from mtlkit.arch.dselect_k import DSelectK
 from mtlkit.arch.hps import HPS
+from mtlkit.arch.ltb import LTB
 from mtlkit.arch.mmoe import MMoE
 from mtlkit.arch.mtan import MTAN
 from mtlkit.arch.nddr import NDDR
+from mtlkit.arch.ple import CGC, PLE
 from mtlkit.arch.shared_private import SharedPrivate
 
 
@@ -26,5 +29,5 @@ def get(name: str, **kwargs: Any) -> MTLModel:
     return ARCHITECTURES.build(name, **kwargs)
 
 
-__all__ = ["ARCHITECTURES", "HPS", "MMoE", "MTAN", "NDDR", "CrossStitch", "MTLModel",
-           "SharedPrivate", "count_parameters", "get", "names"]
+__all__ = ["ARCHITECTURES", "CGC", "HPS", "LTB", "MMoE", "MTAN", "NDDR", "PLE", "CrossStitch",
+           "DSelectK", "MTLModel", "SharedPrivate", "count_parameters", "get", "names"]

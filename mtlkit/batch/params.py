@@ -324,21 +324,53 @@ def expand_grid(spec: Any) -> list[dict[str, Any]]:
     raise UsageError("a grid must be a list of parameter dicts or a dict of lists")
 
 
-def load_grid(path: Path) -> list[dict[str, Any]]:
-    """The parameter sets of a grid file; errors name the file (and the line)."""
+def yaml_lines(text: str) -> dict[tuple[Any, ...], int]:
+    """The 1-based line of every mapping key and list item of a YAML text, by path:
+    ``{("grid", "LR"): 3, ("grid", "LR", 0): 3, ...}`` (empty if the text does not parse)."""
+    try:
+        root = yaml.compose(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError:
+        return {}
+    lines: dict[tuple[Any, ...], int] = {}
+
+    def walk(node: yaml.Node | None, path: tuple[Any, ...]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                sub = (*path, key.value)
+                lines[sub] = key.start_mark.line + 1
+                walk(value, sub)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                lines[(*path, i)] = item.start_mark.line + 1
+                walk(item, (*path, i))
+
+    walk(root, ())
+    return lines
+
+
+def read_yaml(path: Path, what: str) -> tuple[Any, dict[tuple[Any, ...], int]]:
+    """A YAML file's data and :func:`yaml_lines`; a file that cannot be read or parsed is a
+    :class:`UsageError` naming ``what`` (``grid``, ``sweep``), the file and the line."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
-        raise UsageError(f"cannot read grid {path}: {getattr(e, 'strerror', None) or e}") from None
+        raise UsageError(f"cannot read {what} {path}: {getattr(e, 'strerror', None) or e}"
+                         ) from None
     try:
-        spec = load_yaml(text)
+        data = load_yaml(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
         where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise UsageError(f"grid {path}{where}: {problem}") from None
+        raise UsageError(f"{what} {path}{where}: {problem}") from None
     except ValueError as e:  # a number the constructors reject
-        raise UsageError(f"grid {path}: {e}") from None
+        raise UsageError(f"{what} {path}: {e}") from None
+    return data, yaml_lines(text)
+
+
+def load_grid(path: Path) -> list[dict[str, Any]]:
+    """The parameter sets of a grid file; errors name the file (and the line)."""
+    spec, _ = read_yaml(path, "grid")
     try:
         check_plain(spec, f"grid {path}")
         grid = expand_grid(spec)

@@ -230,6 +230,21 @@ def _attempt_section(r: dict[str, Any], out: Path) -> str:
             + f"<h3>Claims checked before it stopped</h3>{_claims_table(r['claims'])}")
 
 
+def _aggregated(out: Path) -> str:
+    """The tables and figures recomputed from every run (:mod:`mtlkit.batch.aggregate`)."""
+    tables = sorted((out / "tables").glob("*.md"))
+    if not tables:
+        return ""
+    parts = []
+    for table in tables:
+        fig = out / "figures" / f"{table.stem}_delta_p.png"
+        parts.append(f"<h3>{_esc(table.stem)}</h3><pre>{_esc(table.read_text())}</pre>"
+                     + (_figure(fig, out) if fig.is_file() else ""))
+    return ("<h2 id='aggregated'>Tables recomputed from every completed run</h2>"
+            "<p class='muted'>From the records of all runs (one run per method and seed); "
+            "see sweep.csv for every run's parameters and status.</p>" + "".join(parts))
+
+
 def render(out: str | Path) -> str:
     """The HTML text of the report for run folder ``out``."""
     out = Path(out)
@@ -237,8 +252,8 @@ def render(out: str | Path) -> str:
     unfinished = [_summary(d, out) for d in unfinished_runs(out)]
     good = sum(claim_counts(r["claims"])[0] for r in runs)
     bad = sum(claim_counts(r["claims"])[1] for r in runs)
-    tables = "".join(f" · <a href='{name}'>{name}</a>" for name in ("metrics.csv", "runs.csv")
-                     if (out / name).exists())
+    tables = "".join(f" · <a href='{name}'>{name}</a>"
+                     for name in ("metrics.csv", "runs.csv", "sweep.csv") if (out / name).exists())
     failed = (f" · <a href='#unfinished'>{len(unfinished)} failed or interrupted "
               "attempt(s)</a>" if unfinished else "")
     head = (f"<h1>mtlkit run report</h1><p class='muted'>{_esc(out.resolve())} · written "
@@ -248,7 +263,7 @@ def render(out: str | Path) -> str:
             " <span class='fail'>fails / unexpectedly holds</span>; a paper's empirical claims:"
             " <span class='pass'>supported</span> <span class='shown'>not supported</span>"
             " <span class='muted'>inconclusive</span></p>")
-    body = (head + _overview(runs, out) + _unfinished(unfinished, out)
+    body = (head + _overview(runs, out) + _aggregated(out) + _unfinished(unfinished, out)
             + "".join(_section(i, r, out) for i, r in enumerate(runs))
             + "".join(_attempt_section(r, out) for r in unfinished))
     return ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>mtlkit run report</title>"

@@ -16,11 +16,18 @@ It fixes what papermill alone gets wrong for this workbook:
 * a completed run (``_done.json``) is skipped when run again with the same parameters and
   notebook source, unless ``--force``; failed runs do not stop the others, and the runner
   exits 1 at the end;
-* runs go to a local process pool (``--jobs``) whose workers and kernels die with the
-  runner (:mod:`mtlkit.batch.procguard`); afterwards ``<out>/metrics.csv`` (completed
-  runs) and ``<out>/runs.csv`` (every run and attempt, with status) are written
-  (:mod:`mtlkit.batch.runs`) and, with ``--report``, ``<out>/index.html``
-  (:mod:`mtlkit.batch.report`).
+* runs go to a backend (:mod:`mtlkit.batch.backends`): this process (``--jobs 1``), a
+  child process per run (``--jobs N``; on a machine with GPUs one run per GPU, each seeing
+  only its own through ``CUDA_VISIBLE_DEVICES``), whose kernels die with the runner
+  (:mod:`mtlkit.batch.procguard`), or Ray tasks (``--backend ray``); a run whose worker was
+  lost is retried ``--retries`` times (:mod:`mtlkit.batch.schedule`), with progress and
+  an ETA shown;
+* a sweep file (``--sweep``, :mod:`mtlkit.batch.sweep`) holds notebooks, fixed parameters,
+  grid, zipped parameters, seeds and per-run resources; ``--grid`` stays the short form;
+* afterwards ``<out>/metrics.csv`` (completed runs), ``<out>/runs.csv`` (every run and
+  attempt, with status) (:mod:`mtlkit.batch.runs`), ``<out>/sweep.csv`` and the benchmark
+  tables and figures recomputed from every completed run (:mod:`mtlkit.batch.aggregate`)
+  are written and, with ``--report``, ``<out>/index.html`` (:mod:`mtlkit.batch.report`).
 
 This module is the runner's code; ``mtlkit.nbrun`` is its public name (``python -m
 mtlkit.nbrun``, ``from mtlkit import nbrun``).
@@ -31,6 +38,9 @@ Examples::
     python -m mtlkit.nbrun notebooks/00_*.ipynb -p SEEDS "[0, 1, 2]" --force
     python -m mtlkit.nbrun notebooks/*.ipynb --profile smoke --prepare-only \\
         --out runs/smoke-prepared
+    python -m mtlkit.nbrun --sweep examples/sweeps/rlw_table1.yaml --out runs/rlw
+    python -m mtlkit.nbrun --sweep examples/sweeps/rlw_table1.yaml --backend ray \\
+        --address auto --out /shared/runs/rlw
 """
 
 from __future__ import annotations
@@ -39,20 +49,33 @@ import argparse
 import contextlib
 import hashlib
 import json
-import logging
 import os
 import re
-import shutil
 import sys
 import tempfile
-import time
-import traceback
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mtlkit.batch import procguard
+from mtlkit.batch.backends import (
+    InlineBackend,
+    LocalBackend,
+    RayBackend,
+    gpu_slots,
+    require_ray,
+    visible_gpus,
+)
+from mtlkit.batch.execute import (  # noqa: F401 (re-exported)
+    KERNEL,
+    NotebookRun,
+    execute,
+    is_done,
+    promote,
+    recorded_parameters,
+    recover,
+    same,
+    tidy,
+)
 from mtlkit.batch.params import (  # noqa: F401 (re-exported: the runner's public names)
     Param,
     UsageError,
@@ -82,29 +105,15 @@ from mtlkit.batch.runs import (  # noqa: F401 (re-exported)
     status_of,
     unfinished_runs,
 )
+from mtlkit.batch.schedule import Backend, dispatch
+from mtlkit.batch.sweep import Resources, Sweep, load_sweep
 from mtlkit.profiles import PROFILES
 from mtlkit.utils import slug
 
-KERNEL = "python3"
 LABEL_MAX = 60
 
 
 # ------------------------------------------------------------------------ runs
-@dataclass
-class NotebookRun:
-    """One execution: a notebook with a parameter set."""
-
-    notebook: Path
-    params: dict[str, Any]  # what papermill injects: the given values and OUT_DIR
-    run_dir: Path  # <out>/<name>: the completed run (prepare-only: OUT_DIR)
-    output: Path  # the executed notebook in run_dir (prepare-only: <out>/<name>.ipynb)
-    label: str  # <name>, the folder's name
-    source_hash: str = ""
-    resolved: dict[str, Any] = field(default_factory=dict)  # all parameters but OUT_DIR
-    stage: Path | None = None  # <out>/_attempts/<name>: where it executes
-    result: dict[str, Any] = field(default_factory=dict)
-
-
 def source_hash(path: Path) -> str:
     """sha256 over the cells' sources and types (outputs and metadata ignored)."""
     nb = read_notebook(path)
@@ -139,29 +148,20 @@ def run_label(params: Mapping[str, Any]) -> str:
     return label
 
 
-def _same(a: Any, b: Any) -> bool:
-    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
-
-
 def _diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
     """The entries of ``a`` that ``b`` lacks or holds with another value."""
-    return {k: v for k, v in a.items() if k not in b or not _same(v, b[k])}
-
-
-def recorded_parameters(info: Mapping[str, Any], declared: Mapping[str, Param]) -> dict[str, Any]:
-    """The parameters a run record says it ran with, over the notebook's current names."""
-    rec = info.get("resolved") or {k: v for k, v in info.get("parameters", {}).items()
-                                   if k != "OUT_DIR"}
-    return {**defaults(declared), **{k: v for k, v in rec.items() if k in declared}}
+    return {k: v for k, v in a.items() if k not in b or not same(v, b[k])}
 
 
 def plan(notebooks: Sequence[Path], base: Mapping[str, Any], grid: list[dict[str, Any]],
-         out: Path, raw: Mapping[str, str], prepare_only: bool = False) -> list[NotebookRun]:
+         out: Path, raw: Mapping[str, str], prepare_only: bool = False,
+         fixed_are_defaults: bool = False) -> list[NotebookRun]:
     """Validate every parameter set for every notebook and lay out the runs (writes nothing).
 
     ``base`` and ``raw`` (command-line texts) hold for the whole batch, each grid entry on top.
     The batch's PROFILE counts as a default, so ``--profile smoke --out runs/smoke`` gives
-    ``runs/smoke/<stem>/``.
+    ``runs/smoke/<stem>/``; with ``fixed_are_defaults`` (sweeps) every parameter fixed for
+    the whole batch does, and folder names name every swept value (defaults included).
     """
     out = Path(out).resolve()
     runs: list[NotebookRun] = []
@@ -169,12 +169,15 @@ def plan(notebooks: Sequence[Path], base: Mapping[str, Any], grid: list[dict[str
     for path in notebooks:
         declared = notebook_parameters(path)
         common = validate(path, base, raw)
-        reference = {**defaults(declared), **{k: v for k, v in common.items() if k == "PROFILE"}}
+        reference = {**defaults(declared), **{k: v for k, v in common.items()
+                                              if k == "PROFILE" or fixed_are_defaults}}
         digest = source_hash(path)
         for g in grid:
             params = {**common, **validate(path, g)}
             resolved = {**defaults(declared), **params}
             diff = _diff(resolved, reference)
+            if fixed_are_defaults:  # a sweep's folders name every swept value
+                diff = {**diff, **{k: params[k] for k in g}}
             name = f"{path.stem}__{run_label(diff)}" if diff else path.stem
             if name in names:
                 if names[name] != path.resolve():
@@ -209,179 +212,6 @@ def _check_folder(run: NotebookRun, declared: Mapping[str, Param]) -> None:
         raise UsageError(f"{run.run_dir} holds a completed run with other parameters ({text}; "
                          "the notebook's defaults or the profile changed?); move that folder "
                          "away or use another --out")
-
-
-def is_done(run: NotebookRun) -> bool:
-    """A completed run in ``run.run_dir`` with the same parameters and notebook source."""
-    status, info = status_of(run.run_dir)
-    if status != "ok":
-        return False
-    declared = notebook_parameters(run.notebook)
-    return (_same(recorded_parameters(info, declared), run.resolved)
-            and info.get("source_hash") == run.source_hash and run.output.exists())
-
-
-# ------------------------------------------------------------ atomic results
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    elif path.exists() or path.is_symlink():
-        path.unlink()
-
-
-def _discard(old: Path, out: Path) -> None:
-    """Delete a replaced run folder, unless it holds runs of an older nested layout."""
-    if not old.exists():
-        return
-    if any(p.parent != old for p in old.rglob(DONE)):
-        keep = out / f"{old.name}.before-{time.strftime('%Y%m%d-%H%M%S')}"
-        old.rename(keep)
-        print(f"note: {keep} keeps the runs that were nested in the replaced folder")
-    else:
-        _remove(old)
-
-
-def promote(stage: Path, final: Path) -> None:
-    """Move a completed attempt into place; the run it replaces is deleted only afterwards.
-
-    A kill between the two renames leaves both under ``_attempts``; :func:`recover` finishes.
-    """
-    old = stage.parent / REPLACED / final.name
-    if final.exists():
-        old.parent.mkdir(exist_ok=True)
-        _remove(old)
-        final.rename(old)
-    stage.rename(final)
-    _discard(old, final.parent)
-
-
-def recover(out: Path) -> None:
-    """Finish what a kill interrupted in :func:`promote` (completed attempts not yet in place)."""
-    attempts = out / ATTEMPTS
-    for stage in sorted(attempts.glob("*")) if attempts.is_dir() else []:
-        if stage.is_dir() and not stage.name.startswith(".") and status_of(stage)[0] == "ok":
-            promote(stage, out / stage.name)
-    for old in sorted((attempts / REPLACED).glob("*")) if attempts.is_dir() else []:
-        if (out / old.name).exists():
-            _discard(old, out)
-        else:
-            old.rename(out / old.name)
-
-
-def _tidy(out: Path) -> None:
-    """Remove ``_attempts`` when nothing is left in it."""
-    for folder in (out / ATTEMPTS / REPLACED, out / ATTEMPTS):
-        with contextlib.suppress(OSError):
-            folder.rmdir()
-
-
-def _write_json(path: Path, data: Mapping[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
-    tmp.replace(path)
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
-
-
-def execute(run: NotebookRun, cell_timeout: float | None = None, prepare_only: bool = False,
-            kernel: str = KERNEL) -> dict[str, Any]:
-    """Run (or, with ``prepare_only``, parameterise) one notebook; returns its record.
-
-    Failures are recorded (``_error.json`` in the attempt folder), not raised.
-    """
-    import papermill as pm
-
-    # our own parser has validated the parameters; papermill's is stricter about comments
-    # ("Unable to parse line") and would warn about parameters it failed to parse
-    logging.getLogger("papermill").setLevel(logging.ERROR)
-    if prepare_only:
-        workdir, output, extra = run.run_dir, run.output, {}
-    else:
-        assert run.stage is not None
-        workdir, output = run.stage, run.stage / run.notebook.name
-        _remove(workdir)  # an earlier failed or interrupted attempt: superseded
-        extra = {"kernel_manager_class": procguard.kernel_manager_class()}
-    workdir.mkdir(parents=True, exist_ok=True)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    record = {"notebook": run.notebook.name, "label": run.label, "parameters": run.params,
-              "resolved": run.resolved, "source_hash": run.source_hash,
-              "executed_in": str(workdir), "started": _now()}
-    t0 = time.perf_counter()
-    try:
-        pm.execute_notebook(
-            str(run.notebook), str(output), parameters=run.params, kernel_name=kernel,
-            cwd=str(run.notebook.parent), prepare_only=prepare_only, progress_bar=False,
-            request_save_on_cell_execute=True,
-            execution_timeout=cell_timeout if cell_timeout else None, **extra)
-    except Exception as e:  # record and go on with the other runs
-        record.update(status="failed", finished=_now(),
-                      wall_s=round(time.perf_counter() - t0, 2), error=_describe(e))
-        if not prepare_only:
-            _write_json(workdir / ERROR, record)
-        return record
-    record.update(status="prepared" if prepare_only else "ok", finished=_now(),
-                  wall_s=round(time.perf_counter() - t0, 2))
-    if not prepare_only:
-        procguard.exit_if_orphaned()  # a pool worker whose runner died records nothing
-        _write_json(workdir / DONE, record)
-        promote(workdir, run.run_dir)
-    return record
-
-
-def _describe(e: BaseException) -> str:
-    ename, evalue = getattr(e, "ename", None), getattr(e, "evalue", None)
-    if ename:
-        cell = getattr(e, "exec_count", None)
-        return f"{ename}: {evalue}" + (f" (cell [{cell}])" if cell is not None else "")
-    return "".join(traceback.format_exception_only(type(e), e)).strip()
-
-
-def _execute_star(args: tuple[NotebookRun, float | None, bool]) -> dict[str, Any]:
-    procguard.exit_if_orphaned()  # never start a queued run for a runner that is gone
-    return execute(*args)
-
-
-def run_all(runs: Sequence[NotebookRun], jobs: int = 1, cell_timeout: float | None = None,
-            prepare_only: bool = False, progress: bool = True) -> list[dict[str, Any]]:
-    """Execute runs, ``jobs`` at a time, with a tqdm bar; results in input order.
-
-    Pool workers (and the kernels they start) die with this process
-    (:mod:`~mtlkit.batch.procguard`).
-    """
-    from tqdm.auto import tqdm
-
-    results: list[dict[str, Any]] = [{} for _ in runs]
-    bar = tqdm(total=len(runs), desc="notebooks", unit="run", disable=not progress)
-    tasks = [(r, cell_timeout, prepare_only) for r in runs]
-
-    def done(i: int, res: dict[str, Any]) -> None:
-        results[i] = res
-        runs[i].result = res
-        mark = {"ok": "✓", "prepared": "·"}.get(res["status"], "✗")
-        extra = f"  {res.get('error', '')}" if res["status"] == "failed" else ""
-        bar.write(f"{mark} {runs[i].label}  {res['status']}  {res.get('wall_s', 0):.1f}s{extra}")
-        bar.update(1)
-
-    if jobs <= 1 or len(runs) <= 1:
-        for i, t in enumerate(tasks):
-            bar.set_postfix_str(runs[i].label)
-            done(i, _execute_star(t))
-    else:
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-
-        ex = ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"),
-                                 initializer=procguard.worker_init, initargs=(os.getpid(),))
-        try:
-            futures = {ex.submit(_execute_star, t): i for i, t in enumerate(tasks)}
-            for fut in as_completed(futures):
-                done(futures[fut], fut.result())
-        finally:
-            ex.shutdown(wait=True, cancel_futures=True)
-    bar.close()
-    return results
 
 
 # --------------------------------------------------------------------- kernel
@@ -449,16 +279,19 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Parameter values are YAML: -p SEEDS '[0, 1, 2]' -p LR 1e-3 -p DEVICE cpu; "
                "a str parameter takes the text as typed.")
-    p.add_argument("notebooks", nargs="+", type=Path, help="notebook files (.ipynb)")
+    p.add_argument("notebooks", nargs="*", type=Path,
+                   help="notebook files (.ipynb); or give them in a --sweep file")
     p.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
                    metavar=("NAME", "VALUE"),
                    help="set a parameter (YAML; a str parameter takes the text as typed)")
     p.add_argument("--profile", choices=PROFILES, help="shorthand for -p PROFILE P")
-    p.add_argument("--out", type=Path, help="output folder (default runs/<profile>)")
+    p.add_argument("--out", type=Path,
+                   help="output folder (default runs/<profile>; with --sweep runs/sweeps/<name>)")
     p.add_argument("--force", action="store_true",
                    help="rerun runs that already completed (the earlier result is replaced "
                         "only when the rerun completes)")
-    p.add_argument("--jobs", type=int, default=1, help="runs in parallel (default 1)")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="runs in parallel on this machine (default: one per GPU, else 1)")
     p.add_argument("--cell-timeout", type=float, default=3600,
                    help="seconds per cell before the run fails (0 = none; default 3600)")
     p.add_argument("--prepare-only", action="store_true",
@@ -466,6 +299,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", action="store_true",
                    help="write <out>/index.html and an HTML copy of every executed notebook")
     p.add_argument("--grid", type=Path, help="YAML: a list of parameter dicts or a dict of lists")
+    p.add_argument("--sweep", type=Path,
+                   help="YAML sweep file: notebooks, parameters, grid, zip, seeds, resources")
+    p.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="where runs execute: this machine (default) or a Ray cluster")
+    p.add_argument("--address", help="Ray cluster: auto (the one started on this machine by "
+                   "'ray start') or HOST:PORT; default: start a local Ray for this batch")
+    p.add_argument("--copy-back", action="store_true",
+                   help="Ray: workers execute in a folder of their own and send the files "
+                        "back (no storage shared with --out needed)")
+    p.add_argument("--gpus", type=float, default=None,
+                   help="GPUs per run (overrides the sweep's resources.gpus; 0 = none)")
+    p.add_argument("--retries", type=int, default=None,
+                   help="how often a run whose worker died is started again (default: the "
+                        "sweep's retries, else 2)")
+    p.add_argument("--collect-only", action="store_true",
+                   help="run nothing: write the tables (metrics.csv, runs.csv, sweep.csv, "
+                        "benchmark tables and figures) from the runs already in --out")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
     return p
 
@@ -531,19 +381,92 @@ def locked(out: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _plan_from_args(args: argparse.Namespace) -> tuple[list[NotebookRun], Path]:
-    notebooks = unique_notebooks(args.notebooks)
-    if args.jobs < 1:
+def _check_options(args: argparse.Namespace) -> None:
+    if args.jobs is not None and args.jobs < 1:
         raise UsageError(f"--jobs {args.jobs}: give at least 1")
+    if args.retries is not None and args.retries < 0:
+        raise UsageError(f"--retries {args.retries}: give 0 or more")
+    if args.gpus is not None and args.gpus < 0:
+        raise UsageError(f"--gpus {args.gpus:g}: give 0 or more")
+    if args.sweep and (args.grid or args.notebooks):
+        raise UsageError("--sweep names the notebooks and the grid; drop the notebooks and "
+                         "--grid from the command line, or drop --sweep")
+    if not args.sweep and not args.notebooks:
+        raise UsageError("name the notebooks to run, or a --sweep file")
+    if args.backend != "ray" and (args.address or args.copy_back):
+        raise UsageError("--address and --copy-back are for --backend ray")
+    if args.backend == "ray" and args.prepare_only:
+        raise UsageError("--prepare-only executes nothing; drop --backend ray")
+    if args.backend == "ray":
+        require_ray()
+
+
+def _plan_from_args(args: argparse.Namespace) -> tuple[list[NotebookRun], Path, Sweep | None]:
+    _check_options(args)
     raw: dict[str, str] = {name: value for name, value in args.parameter}
     if args.profile:
         if raw.get("PROFILE", args.profile) != args.profile:
             raise UsageError(f"--profile {args.profile} contradicts -p PROFILE {raw['PROFILE']}")
         raw["PROFILE"] = args.profile
-    out = args.out or Path("runs") / raw.get("PROFILE", "teach")
+    sweep = load_sweep(args.sweep) if args.sweep else None
+    if sweep is None:
+        notebooks = unique_notebooks(args.notebooks)
+        base: dict[str, Any] = {}
+        grid = load_grid(args.grid) if args.grid else [{}]
+        out = args.out or Path("runs") / raw.get("PROFILE", "teach")
+    else:
+        notebooks, base, grid = sweep.notebooks, sweep.parameters, sweep.runs
+        swept = sorted({k for g in grid for k in g} & set(raw))
+        if swept:
+            raise UsageError(f"-p {', '.join(swept)}: swept in {sweep.path}; change it there")
+        out = args.out or Path("runs") / "sweeps" / sweep.path.stem
     check_out(out)
-    grid = load_grid(args.grid) if args.grid else [{}]
-    return plan(notebooks, {}, grid, out, raw, args.prepare_only), out
+    runs = plan(notebooks, base, grid, out, raw, args.prepare_only,
+                fixed_are_defaults=sweep is not None)
+    return runs, out, sweep
+
+
+def make_backend(args: argparse.Namespace, resources: Resources) -> Backend:
+    """The backend the command line asks for (see :mod:`mtlkit.batch.backends`)."""
+    timeout = args.cell_timeout or None
+    if args.prepare_only:
+        return InlineBackend(timeout, prepare_only=True)
+    if args.gpus is not None:
+        resources = Resources(args.gpus, resources.cpus, resources.memory)
+    if args.backend == "ray":
+        return RayBackend(args.address, resources, args.copy_back, timeout)
+    gpus = visible_gpus()
+    per_run = (1.0 if gpus else 0.0) if resources.gpus is None else resources.gpus
+    slots = gpu_slots(gpus, per_run)
+    env = {"CUDA_VISIBLE_DEVICES": ""} if per_run == 0 and gpus else {}  # GPUs hidden
+    if per_run > 0 and not gpus:
+        print(f"note: each run asks for {per_run:g} GPU(s), but this machine shows none; "
+              "runs use the CPU")
+    jobs = args.jobs or len(slots) or 1
+    if slots:
+        jobs = min(jobs, len(slots))  # one run per slot at most
+    if jobs == 1 and not slots:
+        return InlineBackend(timeout, env)
+    return LocalBackend(jobs, slots, timeout, env)
+
+
+def write_tables(out: Path) -> None:
+    """metrics.csv, runs.csv, sweep.csv and the benchmark tables and figures of ``out``."""
+    # imported here: mtlkit.results imports torch, which the runner and the child processes
+    # it spawns (they import this module) would otherwise load for nothing
+    from mtlkit.batch.aggregate import collect
+
+    print(f"metrics: {collect_metrics(out)}\nruns: {collect_runs(out)}")
+    try:
+        written = collect(out)
+    except Exception as e:  # the runs are done and recorded; a table must not hide that
+        print(f"nbrun: warning: could not aggregate {out}: {type(e).__name__}: {e}; rerun with "
+              "--collect-only once fixed", file=sys.stderr)
+        return
+    for path in written:
+        if path.name != "sweep.csv" and path.parent.name == "records":
+            continue
+        print(f"{'table' if path.suffix != '.png' else 'figure'}: {path}")
 
 
 def _summary(out: Path, todo: Sequence[NotebookRun], prepare_only: bool) -> int:
@@ -568,38 +491,49 @@ def main(argv: Iterable[str] | None = None) -> int:
     args = build_parser().parse_args(rest)
     args.parameter = params
     try:
-        runs, out = _plan_from_args(args)
+        runs, out, sweep = _plan_from_args(args)
     except UsageError as e:
         print(f"nbrun: error: {e}", file=sys.stderr)
         return 2
     warning = check_kernel()
     if warning:
         print(f"nbrun: warning: {warning}", file=sys.stderr)
-    out.mkdir(parents=True, exist_ok=True)
     try:
+        backend = None
+        if not args.collect_only and (args.force or args.prepare_only
+                                      or not all(map(is_done, runs))):
+            backend = make_backend(args, sweep.resources if sweep else Resources())
+        out.mkdir(parents=True, exist_ok=True)
         with locked(out):
             if not args.prepare_only:
                 recover(out)
             todo = runs if args.force or args.prepare_only else [r for r in runs if not is_done(r)]
             for r in runs:
-                if r not in todo:
+                if r not in todo and not args.collect_only:
                     print(f"= {r.label}  already completed (use --force to rerun)")
-            try:
-                run_all(todo, args.jobs, args.cell_timeout or None, args.prepare_only,
-                        progress=not args.no_progress)
-            except KeyboardInterrupt:
-                print(f"nbrun: interrupted; completed runs are kept, the unfinished ones are in "
-                      f"{out / ATTEMPTS}; run the same command again to finish",
-                      file=sys.stderr)
-                return 130
+            if todo and not args.collect_only:
+                retries = args.retries if args.retries is not None else (
+                    sweep.retries if sweep else 2)
+                try:
+                    dispatch(todo, backend or make_backend(args, Resources()), retries,
+                             progress=not args.no_progress)
+                except KeyboardInterrupt:
+                    print(f"nbrun: interrupted; completed runs are kept, the unfinished ones "
+                          f"are in {out / ATTEMPTS}; run the same command again to finish",
+                          file=sys.stderr)
+                    return 130
+            elif backend is not None:
+                backend.close()
             if not args.prepare_only:
-                _tidy(out)
-                print(f"metrics: {collect_metrics(out)}\nruns: {collect_runs(out)}")
+                tidy(out)
+                write_tables(out)
             if args.report:
                 print(f"report: {write_report(out)}")
     except UsageError as e:
         print(f"nbrun: error: {e}", file=sys.stderr)
         return 2
+    if args.collect_only:
+        return 0
     return 1 if _summary(out, todo, args.prepare_only) else 0
 
 

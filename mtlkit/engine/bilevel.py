@@ -5,6 +5,8 @@ regrouped so that each step needs no extra forward pass):
 
 1. support forward, L^s (T,); per-task gradients G^s[t] = grad L^s_t   (T backward)
 2. query forward,   L^q (T,); per-task gradients G^q[t] = grad L^q_t   (T backward)
+   (and, for a strategy with an :meth:`~mtlkit.weighting.base.Weighting.inner_plan`, the
+   support losses after its inner SGD steps on a copy of the model: :func:`inner_losses`)
 3. ``(d, w) = weighting.combine(L^s, G^s, QueryContext(L^q, G^q, owned=True))``:
    the strategy pairs G^q (at theta^k) with the G^s it kept from the previous
    call (at theta^{k-1}), updates w, and returns d = G^s^T w
@@ -27,6 +29,7 @@ zero in the blocks of tasks j != t, so head t enters the dot products of D only 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from copy import deepcopy
 
 import torch
 from torch import Tensor, nn
@@ -34,7 +37,7 @@ from torch import Tensor, nn
 from mtlkit.arch.base import MTLModel
 from mtlkit.engine.base import Criterion, Engine, Inputs, Query, StepResult, check_batched
 from mtlkit.engine.rows import flatten_into, write_grads
-from mtlkit.weighting.base import QueryContext, Weighting
+from mtlkit.weighting.base import InnerPlan, QueryContext, Weighting
 
 
 class RowLayout:
@@ -79,6 +82,38 @@ class RowLayout:
                 start, end = self.blocks[t]
                 flatten_into(buf[i, start:end], gs[k:], self.own[t])
             del gs  # free this task's gradients before the next backward allocates
+
+
+def _model_losses(model: MTLModel, inputs: Inputs, targets: Mapping[str, Tensor],
+                  criteria: Mapping[str, Criterion]) -> Tensor:
+    """The (T,) losses of ``model`` on one batch (or one batch per task)."""
+    if isinstance(inputs, Mapping):
+        outs = {t: model.decode(model.rep_for(model.encode(inputs[t]), t), t)
+                for t in model.tasks}
+    else:
+        outs = model(inputs)
+    return torch.stack([criteria[t](outs[t], targets[t]) for t in model.tasks])
+
+
+def inner_losses(model: MTLModel, inputs: Inputs, targets: Mapping[str, Tensor],
+                 criteria: Mapping[str, Criterion], plan: InnerPlan) -> Tensor:
+    """The (T,) support losses after ``plan.steps`` SGD steps of size ``plan.lr`` on
+    sum_t plan.weights_t L_t, run on a deep copy of ``model`` (the model is not changed);
+    for strategies whose :meth:`~mtlkit.weighting.base.Weighting.inner_plan` asks for them
+    (FORUM)."""
+    copy = deepcopy(model)
+    params = [p for p in copy.parameters() if p.requires_grad]
+    with torch.enable_grad():
+        for _ in range(plan.steps):
+            losses = _model_losses(copy, inputs, targets, criteria)
+            total = (plan.weights.detach().to(losses) * losses).sum()
+            grads = torch.autograd.grad(total, params, allow_unused=True)
+            with torch.no_grad():
+                for p, g in zip(params, grads):
+                    if g is not None:
+                        p.sub_(plan.lr * g)
+    with torch.no_grad():
+        return _model_losses(copy, inputs, targets, criteria)
 
 
 class BilevelEngine(Engine):
@@ -127,7 +162,11 @@ class BilevelEngine(Engine):
             gq = lay.buffer("query", len(tasks), lay.shared[0])
             lay.fill(gq, q_losses, tasks, retain_last=False)
         losses, q_losses = torch.stack(losses).detach(), torch.stack(q_losses).detach()
-        d, w = self.weighting.combine(losses, gs, QueryContext(q_losses, gq, owned=True))
+        plan = self.weighting.inner_plan(len(tasks))
+        inner = None if plan is None else inner_losses(self.model, inputs, targets, criteria,
+                                                       plan)
+        d, w = self.weighting.combine(losses, gs, QueryContext(q_losses, gq, owned=True,
+                                                               inner_losses=inner))
         write_grads(lay.params, d, as_views=True)
         if aux is not None:
             aux.backward()

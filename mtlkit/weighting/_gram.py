@@ -45,3 +45,24 @@ def to_weights(x: np.ndarray, like: Tensor) -> Tensor:
     """A NumPy vector as a tensor on ``like``'s device, in its
     :func:`~mtlkit.weighting.base.work_dtype` (float32 for half gradients)."""
     return torch.as_tensor(np.asarray(x), dtype=work_dtype(like), device=like.device)
+
+
+#: float64's unit roundoff: the default precision of a Gram matrix given alone
+EPS64 = float(np.finfo(np.float64).eps)
+
+
+def rank_mask(vals: np.ndarray, rtol: float | None = None,
+              roundoff: float = EPS64) -> np.ndarray:
+    """Which eigenvalues of M = G G^T (from ``eigh``) belong to the span of G.
+
+    Default (``rtol=None``): lambda > T * roundoff * lambda_max, the rank tolerance of a
+    T x T symmetric matrix whose entries carry relative errors of ``roundoff`` (the unit
+    roundoff of G's dtype: M's entries are no more precise than G's; the eigen-solver's
+    own error is T * eps64 * lambda_max, below it).  An eigenvalue under it is
+    indistinguishable from 0: kept, it would become sigma_min and shrink the update.
+    ``rtol`` given: the old relative threshold on singular values, sigma > rtol sigma_max.
+    """
+    top = max(float(vals.max(initial=0.0)), 1e-300)
+    if rtol is None:
+        return vals > len(vals) * roundoff * top
+    return np.sqrt(np.clip(vals, 0.0, None)) > rtol * np.sqrt(top)

@@ -257,6 +257,21 @@ def min_norm_element(grads: Tensor, method: str = "auto", iters: int = 250,
     return lam, combine_rows(lam, grads)
 
 
+
+def project_simplex(v: Tensor) -> Tensor:
+    """The Euclidean projection of v onto the probability simplex {w >= 0, sum w = 1}
+    (Held, Wolfe & Crowder 1974; sort-based): w = max(v - tau, 0) with tau such that the
+    result sums to 1.  On v's device and dtype, no host sync.  v is shifted first so that
+    its largest entry is 0 (the projection is invariant to adding c 1): the largest entry
+    then stays active however large |v| is (1 - 1e27 would round the 1 away)."""
+    v = v - v.max()
+    u, _ = torch.sort(v, descending=True)
+    css = torch.cumsum(u, 0) - 1
+    k = torch.arange(1, v.numel() + 1, dtype=v.dtype, device=v.device)
+    rho = (u - css / k > 0).sum().clamp_min(1)  # the number of positive entries
+    tau = css.gather(0, (rho - 1).reshape(1)) / rho.to(v.dtype)
+    return (v - tau).clamp_min(0)
+
 METHODS = ("auto", "fw", "exact", "active")
 
 

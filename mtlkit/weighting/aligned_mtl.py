@@ -5,23 +5,24 @@ from __future__ import annotations
 import numpy as np
 from torch import Tensor
 
-from mtlkit.weighting._gram import on_host, symmetric_finite
+from mtlkit.weighting._gram import EPS64, on_host, rank_mask, symmetric_finite
 from mtlkit.weighting.base import PARAM, REP, GramWeighting, register
 
 
-def balance_matrix(m: np.ndarray, rtol: float = 1e-8) -> np.ndarray:
-    """B = sigma_min U S^{-1} U^T for G = U S V^T (M = G G^T = U S^2 U^T).
+def balance_matrix(m: np.ndarray, rtol: float | None = None,
+                   roundoff: float = EPS64) -> np.ndarray:
+    """B = sigma_min U S^{-1} U^T for G = U S V^T (M = G G^T = U S^2 U^T) (Senushkin et al.
+    2023, Eq. 9-10, on the span of G).
 
     The aligned gradients G_hat = B G = sigma_min U V^T have all non-zero
     singular values equal to sigma_min: condition number 1 on the span of G.
-    Directions with singular value below rtol * sigma_max are dropped.
+    Directions outside the numerical rank (:func:`rank_mask`) are dropped.
     """
     vals, vecs = np.linalg.eigh(symmetric_finite(m))
-    sv = np.sqrt(np.clip(vals, 0.0, None))
-    keep = sv > rtol * max(sv.max(initial=0.0), 1e-300)
+    keep = rank_mask(vals, rtol, roundoff)
     if not keep.any():
         return np.zeros_like(m)
-    u, s = vecs[:, keep], sv[keep]
+    u, s = vecs[:, keep], np.sqrt(vals[keep])
     return s.min() * (u / s) @ u.T
 
 
@@ -36,18 +37,21 @@ class AlignedMTL(GramWeighting):
     Parameters
     ----------
     rtol:
-        Relative threshold below which singular directions are treated as zero.
+        None (default): the rank tolerance tied to the gradients' precision and T
+        (:func:`rank_mask`: eigenvalues of G G^T below T eps lambda_max are zero); a number
+        in (0, 1): singular values below rtol * sigma_max are zero.
     """
 
     name = "Aligned-MTL"
     modes = (PARAM, REP)
 
-    def __init__(self, rtol: float = 1e-8) -> None:
+    def __init__(self, rtol: float | None = None) -> None:
         super().__init__()
-        if not 0 < rtol < 1:
-            raise ValueError(f"Aligned-MTL rtol must be in (0, 1), got {rtol!r}")
-        self.rtol = float(rtol)
+        if rtol is not None and not 0 < rtol < 1:
+            raise ValueError(f"Aligned-MTL rtol must be None or in (0, 1), got {rtol!r}")
+        self.rtol = None if rtol is None else float(rtol)
 
     def _gram_weights(self, losses: Tensor, gram: Tensor) -> np.ndarray:
         t = losses.numel()
-        return balance_matrix(on_host(gram), self.rtol).T @ np.full(t, 1.0 / t)
+        b = balance_matrix(on_host(gram), self.rtol, self._roundoff)
+        return b.T @ np.full(t, 1.0 / t)

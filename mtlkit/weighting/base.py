@@ -59,7 +59,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mtlkit.registry import Registry
+from mtlkit.registry import Registry, normalize
 from mtlkit.weighting._gram import gram64, to_weights
 from mtlkit.weighting._precision import (  # noqa: F401 (at_work, work_dtype: for strategies)
     at_work,
@@ -84,7 +84,7 @@ class NonFiniteError(FloatingPointError, ValueError):
 
     A ``FloatingPointError`` (the trainer re-raises it naming the step) and a
     ``ValueError`` (it is bad input).  ``where`` maps each kind of input (``"loss"``,
-    ``"gradient"``, ``"query loss"``, ``"query gradient"``) to the indices of the
+    ``"gradient"``, ``"query loss"``, ``"query gradient"``, ``"inner loss"``) to the indices of the
     tasks whose entry is not finite; ``tasks`` is their sorted union.
     """
 
@@ -116,11 +116,28 @@ class QueryContext:
     gradients over: it will not write to the support buffer before the next call returns
     (so the strategy may keep it by reference instead of copying), and the query
     gradients are scratch after the call (the strategy may overwrite them).
+
+    ``inner_losses``: for a strategy whose :meth:`Weighting.inner_plan` asks for them (FORUM),
+    the support losses after that plan's inner SGD steps, run by the engine on a copy of
+    the model (the strategy never runs the model itself).
     """
 
     losses: Tensor | None = None  #: (T,) query losses
     grads: Tensor | None = None  #: (T, P) query gradients, rows laid out like ``grads``
     owned: bool = False
+    inner_losses: Tensor | None = None  #: (T,) support losses after the inner steps
+
+
+@dataclass(frozen=True)
+class InnerPlan:
+    """The inner steps a bi-level strategy asks the engine to run on a copy of the model:
+    ``steps`` SGD steps of size ``lr`` on sum_t weights_t L^s_t, from the current parameters,
+    on the support batch; the engine then passes the support losses at the end point as
+    :attr:`QueryContext.inner_losses`."""
+
+    weights: Tensor  #: (T,) loss weights of the inner objective
+    lr: float
+    steps: int
 
 
 class Weighting:
@@ -165,20 +182,24 @@ class Weighting:
     # ----------------------------------------------------------------- API
     def combine(self, losses: Tensor, grads: Tensor | None = None,
                 query: QueryContext | None = None, *, query_losses: Tensor | None = None,
-                query_grads: Tensor | None = None, owned: bool = False) -> Combined:
+                query_grads: Tensor | None = None, owned: bool = False,
+                inner_losses: Tensor | None = None) -> Combined:
         """Return ``(direction, weights)`` for losses (T,), grads (T, P) or None, and, for
         a bi-level strategy, the query batch's :class:`QueryContext`.
 
         Validates first (:meth:`_check`: a refused call changes no state), then calls
-        :meth:`_combine`.  ``query_losses=``, ``query_grads=`` and ``owned=`` are the
-        keyword spelling of ``query`` (a :class:`QueryContext` is built from them).
+        :meth:`_combine`.  ``query_losses=``, ``query_grads=``, ``owned=`` and
+        ``inner_losses=`` are the keyword spelling of ``query`` (a :class:`QueryContext` is
+        built from them).
         """
-        if query is None and (query_losses is not None or query_grads is not None or owned):
-            query = QueryContext(query_losses, query_grads, owned)
+        if query is None and (query_losses is not None or query_grads is not None or owned
+                              or inner_losses is not None):
+            query = QueryContext(query_losses, query_grads, owned, inner_losses)
         if query is not None and not self.needs_query:
             raise TypeError(f"{self.name} takes no query batch (only strategies with "
                             "needs_query do)")
-        self._check(losses, grads, *((query.losses, query.grads) if query else ()))
+        self._check(losses, grads, *((query.losses, query.grads, query.inner_losses)
+                                     if query else ()))
         return self._combine(losses, grads) if query is None else \
             self._combine(losses, grads, query)
 
@@ -187,6 +208,11 @@ class Weighting:
         strategies take a third argument, the :class:`QueryContext` or None)."""
         raise NotImplementedError(f"{type(self).__name__} implements neither _combine "
                                   "nor combine")
+
+    def inner_plan(self, num_tasks: int) -> InnerPlan | None:
+        """The inner steps a bi-level strategy needs the engine to run on a copy of the
+        model before :meth:`combine` (:class:`InnerPlan`); None (default) for none."""
+        return None
 
     @property
     def needs_grads(self) -> bool:
@@ -203,12 +229,13 @@ class Weighting:
         """Refuse a model that is not the architecture the method is defined on.
 
         For a strategy with :attr:`arch` set, ``model`` must be an instance of a class of
-        that name, else ``ValueError`` saying which architecture to build; a strategy
-        whose :attr:`arch_opt_in` hyper-parameter is True only warns (it then trains its
-        weighting alone, on purpose).  Nothing to check for ``arch=None`` or
-        ``model=None``.  Called by :meth:`attach` and by every engine's constructor."""
+        that name (matched by :mod:`mtlkit.registry`'s rule for names), else ``ValueError``
+        saying which architecture to build; a strategy whose :attr:`arch_opt_in`
+        hyper-parameter is True only warns (it then trains its weighting alone, on purpose).
+        Nothing to check for ``arch=None`` or ``model=None``.  Called by :meth:`attach` and
+        by every engine's constructor."""
         if self.arch is None or model is None or \
-                any(c.__name__ == self.arch for c in type(model).__mro__):
+                any(normalize(c.__name__) == normalize(self.arch) for c in type(model).__mro__):
             return
         what = (f"{self.name} is defined on mtlkit.arch.{self.arch}, and "
                 f"{type(model).__name__} is not one: it would train the weighting alone, "
@@ -251,7 +278,7 @@ class Weighting:
 
     # ------------------------------------------------------------ helpers
     def _check(self, losses: Tensor, grads: Tensor | None, query_losses: Tensor | None = None,
-               query_grads: Tensor | None = None) -> int:
+               query_grads: Tensor | None = None, inner_losses: Tensor | None = None) -> int:
         """Validate shapes and dtypes, refuse non-finite input (:meth:`_require_finite`),
         remember T, and raise if gradients are missing; returns T.  Run first by
         :meth:`combine`, so a refused call changes no state (a subclass that overrides
@@ -266,11 +293,12 @@ class Weighting:
         if grads is None and self.needs_grads:
             raise ValueError(f"{self.name} needs per-task gradients (modes {self.modes}); "
                              "pass grads=G, a T x P tensor")
-        if query_losses is not None and query_losses.shape != losses.shape:
-            raise ValueError(f"{self.name}: query_losses must have the shape of losses "
-                             f"({t},), got {tuple(query_losses.shape)}")
+        for what, x in (("query_losses", query_losses), ("inner_losses", inner_losses)):
+            if x is not None and x.shape != losses.shape:
+                raise ValueError(f"{self.name}: {what} must have the shape of losses "
+                                 f"({t},), got {tuple(x.shape)}")
         named = {"loss": losses, "gradient": grads, "query loss": query_losses,
-                 "query gradient": query_grads}
+                 "query gradient": query_grads, "inner loss": inner_losses}
         named = {k: v for k, v in named.items() if v is not None}
         for kind, x in named.items():
             if x.dtype not in SUPPORTED_DTYPES:
@@ -349,12 +377,21 @@ class GramWeighting(Weighting):
     (:func:`~mtlkit.weighting._gram.gram64`), asks :meth:`_gram_weights` for w (a
     tensor, or a NumPy vector from a solve on the host), and returns ``(G^T w, w)`` with
     w in the :func:`work_dtype` of G.
+
+    M is float64, but its entries are only as precise as G and its products: :attr:`_roundoff`
+    holds the unit roundoff of the dtype they are computed in (``finfo(work_dtype(G)).eps``:
+    float32 for half G, whose products accumulate in float32), for the rank and
+    singularity decisions that :meth:`_gram_weights` makes (Aligned-MTL, IMTL-G,
+    Nash-MTL).
     """
 
     modes: ClassVar[tuple[str, ...]] = (PARAM, REP)
     is_reweighting: ClassVar[bool] = True
+    #: unit roundoff of the current call's gradients (set by :meth:`_combine`)
+    _roundoff: float = float(torch.finfo(torch.float64).eps)
 
     def _combine(self, losses: Tensor, grads: Tensor | None) -> Combined:
+        self._roundoff = float(torch.finfo(work_dtype(grads)).eps)
         m = gram64(grads) if self._needs_gram() else None
         w = self._gram_weights(losses, m)
         w = to_weights(w, grads) if isinstance(w, np.ndarray) else w.to(work_dtype(grads))

@@ -11,15 +11,27 @@ from mtlkit.weighting.base import PARAM, REP, Combined, Weighting, at_work, regi
 
 @register
 class DBMTL(Weighting):
-    """Balance loss scales with log losses and gradient magnitudes with an EMA.
+    """Balance loss scales with log losses and gradient magnitudes with an EMA
+    (Lin et al. 2023, §3, Algorithm 1).
 
-    1. Loss scale: use grad log L_t = g_t / L_t instead of g_t.
-    2. Running average, with a decaying factor beta_k = beta / k^beta_sigma:
-           h_t <- h_t + beta_k (h_t^{k-1} - grad log L_t)  (first step: h_t = grad log L_t)
+    1. Loss scale: use grad log L_t = g_t / (L_t + eps) instead of g_t.
+    2. Running average, with a decaying factor beta_k = beta / k^beta_sigma (k = 1, 2, ...):
+           h_t^k = beta_k h_t^{k-1} + (1 - beta_k) grad log L_t,   h_t^0 = 0.
     3. Magnitude balance: d = sum_t (max_j ||h_j|| / ||h_t||) h_t.
 
+    Conventions, decided on purpose (issue 14):
+
+    * h^0 = 0, as in the paper's Algorithm 1 and the authors' code (LibMTL's DB_MTL): the
+      first update is (1 - beta) times the balanced log-gradients.  (Until issue 14 the
+      zoo started at h^1 = grad log L, a warm start the paper does not use; the direction
+      of the first step is the same, its length differs by 1 - beta.)
+    * beta_sigma = 0.5 by default: the decay beta / sqrt(k) makes h forget its zero start
+      and follow the current gradients as training proceeds.  The authors' code defaults
+      to beta_sigma = 0 (a constant beta = 0.9); pass ``beta_sigma=0`` for it.
+    * eps = 1e-8 inside the log, as the authors' code (log(L + 1e-8)).
+
     The returned weights are the coefficients that the *current* gradients get,
-    alpha_t (1 - beta_k) / L_t; d also carries the EMA of earlier steps, so it
+    alpha_t (1 - beta_k) / (L_t + eps); d also carries the EMA of earlier steps, so it
     is not G^T w in general (``is_reweighting = False``).
 
     Derived in ``notebooks/23_cagrad_nash_mtl_and_beyond.ipynb``.
@@ -27,7 +39,7 @@ class DBMTL(Weighting):
     Parameters
     ----------
     beta, beta_sigma:
-        EMA factor and its decay exponent (paper defaults 0.9 and 0.5).
+        EMA factor and its decay exponent (defaults 0.9 and 0.5, see above).
     eps:
         Guards against log 0 and division by a zero norm.
     """
@@ -52,12 +64,10 @@ class DBMTL(Weighting):
         scale = 1.0 / (at_work(losses).to(work_dtype(grads)) + self.eps)
         log_grads = grads * scale[:, None]
         if self.buffer is None or self.buffer.shape != grads.shape:
-            self.buffer = log_grads.clone()
-            keep = torch.ones_like(scale)
-        else:
-            b = self.beta / self.steps**self.beta_sigma
-            self.buffer.mul_(b).add_(log_grads, alpha=1.0 - b)
-            keep = torch.full_like(scale, 1.0 - b)
+            self.buffer = torch.zeros_like(log_grads)  # h^0 = 0 (Algorithm 1)
+        b = self.beta / self.steps**self.beta_sigma
+        self.buffer.mul_(b).add_(log_grads, alpha=1.0 - b)
+        keep = torch.full_like(scale, 1.0 - b)
         norms = row_norms(self.buffer)  # h of huge gradients over tiny losses: no overflow
         alpha = norms.max() / (norms + self.eps)
         direction = (alpha @ self.buffer).to(grads.dtype)

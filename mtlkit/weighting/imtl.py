@@ -17,9 +17,11 @@ from mtlkit.weighting.base import (
 )
 
 METHODS = ("hybrid", "grad", "loss")
+#: safety factor of the singularity test of :func:`imtl_g_weights`
+SINGULAR_FACTOR = 10.0
 
 
-def imtl_g_weights(m: Tensor) -> Tensor:
+def imtl_g_weights(m: Tensor, roundoff: float | None = None) -> Tensor:
     """IMTL-G's alpha from the Gram matrix M = G G^T (Liu et al. 2021, Eq. 9):
 
         D = [g_1 - g_t]_{t>=2},  U = [u_1 - u_t]_{t>=2},  u_t = g_t / ||g_t||,
@@ -27,8 +29,13 @@ def imtl_g_weights(m: Tensor) -> Tensor:
 
     so that d = G^T alpha has equal projections d . u_t on every unit gradient.
     Every entry is a Gram entry: g_a . u_b = M_ab / ||g_b||.  Solved in float64
-    with ``solve_ex`` (no host sync); where D U^T is singular (parallel or zero
-    gradients) a ridge least-squares (near minimum-norm) solution is used instead.
+    with ``solve_ex`` (no host sync).  The exact solution is kept whenever D U^T is
+    numerically non-singular, however ill-conditioned (at condition numbers of 1e5 it
+    is still the impartial one); only where D U^T is singular to the precision of G
+    (smallest singular value <= 10 (T - 1) ``roundoff`` times the largest, ``roundoff``
+    the unit roundoff of G's dtype, default M's: parallel or zero gradients, where every
+    solution is impartial or none is) a ridge least-squares (near minimum-norm) solution
+    is used instead.
     """
     t = m.shape[0]
     if t == 1:
@@ -42,9 +49,10 @@ def imtl_g_weights(m: Tensor) -> Tensor:
     ridge = 1e-10 * (a * a).sum().clamp_min(1e-300)
     eye = torch.eye(t - 1, dtype=m.dtype, device=m.device)
     x_ls, _ = torch.linalg.solve_ex(a @ a.T + ridge * eye, a @ b)  # min ||x A - b||
-    # trust the exact solve unless it failed or blew up relative to the ridge one
-    # (a singular D U^T: then every solution works and we keep the small one)
-    ok = (info == 0) & torch.isfinite(x).all() & (x.norm() <= 1.5 * x_ls.norm() + 1e-9)
+    sv = torch.linalg.svdvals(torch.nan_to_num(a))
+    eps = torch.finfo(m.dtype).eps if roundoff is None else roundoff
+    regular = sv[-1] > SINGULAR_FACTOR * (t - 1) * eps * sv[0]
+    ok = (info == 0) & torch.isfinite(x).all() & regular
     x = torch.where(ok, x, torch.nan_to_num(x_ls, nan=0.0, posinf=0.0, neginf=0.0))
     return torch.cat([(1 - x.sum()).reshape(1), x])
 
@@ -114,6 +122,6 @@ class IMTL(GramWeighting):
 
     def _gram_weights(self, losses: Tensor, gram: Tensor) -> Tensor:
         if self.method == "grad":
-            return imtl_g_weights(gram)
+            return imtl_g_weights(gram, self._roundoff)
         scale = self._scales(losses)
-        return imtl_g_weights(gram * scale[:, None] * scale[None, :]) * scale
+        return imtl_g_weights(gram * scale[:, None] * scale[None, :], self._roundoff) * scale

@@ -8,6 +8,7 @@ import numpy as np
 from torch import Tensor
 
 from mtlkit.weighting._gram import on_host, psd_factor
+from mtlkit.weighting._solvers import solve_min_norm
 from mtlkit.weighting.base import PARAM, REP, GramWeighting, register
 
 
@@ -32,6 +33,8 @@ class _BargainingProblem:
         self.problem = cp.Problem(cp.Minimize(obj))
 
     def solve(self, m: np.ndarray) -> np.ndarray | None:
+        """alpha > 0 with M alpha = 1 / alpha, or None where the solver finds none or
+        its answer fails the bargaining condition :func:`is_bargaining_solution`."""
         self.r.value = psd_factor(m, eps=0.0)
         try:
             self.problem.solve(solver=self.cp.CLARABEL, tol_gap_abs=1e-10, tol_gap_rel=1e-10,
@@ -42,8 +45,32 @@ class _BargainingProblem:
         if self.problem.status not in ("optimal", "optimal_inaccurate") or a is None:
             return None
         a = np.asarray(a, dtype=float)
-        residual = np.linalg.norm(m @ a - 1 / a) / np.linalg.norm(1 / a)
-        return a if np.all(np.isfinite(a)) and residual < 1e-3 else None
+        return a if is_bargaining_solution(m, a) else None
+
+
+def is_bargaining_solution(m: np.ndarray, a: np.ndarray, tol: float = 1e-3) -> bool:
+    """alpha_t (M alpha)_t = 1 for every t, within ``tol`` (Navon et al. 2022, Thm. 5.1:
+    G G^T alpha = 1 / alpha element-wise), with alpha finite and positive.
+
+    Checked task by task: a relative residual over the whole vector lets one task's
+    alpha_t (M alpha)_t be -8 when the other task's 1 / alpha_t is large."""
+    if not (np.all(np.isfinite(a)) and np.all(a > 0)):
+        return False
+    return bool(np.all(np.abs(a * (m @ a) - 1.0) < tol))
+
+
+def pareto_stationary(gram: Tensor, roundoff: float) -> bool:
+    """True when 0 is, to the precision of G, in the convex hull of the task gradients:
+    min_{lambda in simplex} ||G^T lambda||^2 <= 10 T ``roundoff`` max_t ||g_t||^2
+    (the min-norm problem solved exactly, :func:`~mtlkit.weighting._solvers.solve_min_norm`).
+
+    Then no d has g_t . d > 0 for every t, and no bargaining solution exists (Navon et
+    al. 2022, §3: the bargaining set is empty at a Pareto-stationary point); e.g.
+    g_2 = -c g_1 exactly, whose rounded Gram matrix may still look solvable."""
+    t = gram.shape[0]
+    lam = solve_min_norm(gram)
+    scale = float(gram.diagonal().max())
+    return scale <= 0 or float(lam @ gram @ lam) <= 10 * t * roundoff * scale
 
 
 @register
@@ -53,8 +80,10 @@ class NashMTL(GramWeighting):
     Solved as the convex problem above with cvxpy's Clarabel solver (the paper
     uses a sequence of convex approximations; both reach the same fixed point
     when G G^T is non-singular).  At a Pareto-stationary point (0 in the convex
-    hull of the g_t) the bargaining solution does not exist; then the previous
-    alpha is kept and ``solver_failures`` counts it (a warning is issued once).
+    hull of the g_t, to the precision of G: :func:`pareto_stationary`) the bargaining
+    solution does not exist, and a solver answer that fails the condition task by task
+    (:func:`is_bargaining_solution`) is not one; then the previous alpha is kept and
+    ``solver_failures`` counts it (a warning is issued once).
 
     Derived in ``notebooks/23_cagrad_nash_mtl_and_beyond.ipynb``.
 
@@ -85,7 +114,8 @@ class NashMTL(GramWeighting):
         if gram is not None:  # a step that recomputes alpha (:meth:`_needs_gram`)
             if self._problem is None:
                 self._problem = _BargainingProblem(t)
-            alpha = self._problem.solve(on_host(gram))
+            alpha = None if pareto_stationary(gram, self._roundoff) else \
+                self._problem.solve(on_host(gram))
             if alpha is None:
                 self.solver_failures += 1
                 if self.solver_failures == 1:

@@ -1,4 +1,5 @@
-"""UPGrad: unconflicting projection of gradients (Quinton & Rey, 2024; TorchJD)."""
+"""UPGrad and DualProj: projections onto the dual cone of the task gradients (Quinton & Rey,
+2024; TorchJD)."""
 
 from __future__ import annotations
 
@@ -52,3 +53,38 @@ class UPGrad(GramWeighting):
         t, m = losses.numel(), on_host(gram)
         m = m + self.norm_eps * np.trace(m) / t * np.eye(t)
         return np.mean([dual_cone_weights(m, np.eye(t)[i]) for i in range(t)], axis=0)
+
+
+@register
+class DualProj(GramWeighting):
+    """d = pi(g0), the projection of the average gradient g0 = (1/T) sum_t g_t onto the dual
+    cone {y : G y >= 0} of the task gradients (Quinton & Rey 2024, §2 and Eq. 3, the
+    baseline beside UPGrad; TorchJD's ``DualProj``).
+
+    By Proposition 1 of Quinton & Rey, pi(G^T u) = G^T w with
+    w = argmin_{v >= u} v^T G G^T v (:func:`dual_cone_weights`), here with u = 1/T: one
+    non-negative least-squares solve, where UPGrad needs T.  Like UPGrad, G d >= 0: no
+    task's loss increases to first order; unlike UPGrad the result depends on the norms
+    of the g_t only through their average.
+
+    Derived in ``notebooks/24_more_gradient_weightings.ipynb``.
+
+    Parameters
+    ----------
+    norm_eps:
+        Scale-free regulariser: M + norm_eps * trace(M)/T * I (0 = none), as UPGrad's.
+    """
+
+    name = "DualProj"
+    modes = (PARAM, REP)
+
+    def __init__(self, norm_eps: float = 1e-4) -> None:
+        super().__init__()
+        if not norm_eps >= 0:
+            raise ValueError(f"DualProj norm_eps must be >= 0, got {norm_eps!r}")
+        self.norm_eps = float(norm_eps)
+
+    def _gram_weights(self, losses: Tensor, gram: Tensor) -> np.ndarray:
+        t, m = losses.numel(), on_host(gram)
+        m = m + self.norm_eps * np.trace(m) / t * np.eye(t)
+        return dual_cone_weights(m, np.full(t, 1.0 / t))
