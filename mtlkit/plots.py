@@ -209,6 +209,83 @@ def sweep_boxplot(records: pd.DataFrame, param: str, metric: str = "acc", split:
     return _finish(fig, save)
 
 
+# --------------------------------------------------------------------- dense (helper: dense)
+# rlw.md Tables 1-2, 4, 6-8 and Fig. 1, drawn by notebooks 51 and 55 from
+# mtlkit.protocols.rlw_dense_claims summaries.
+def seed_intervals(summaries: Mapping[str, pd.DataFrame], reference: Mapping[str, float] | None
+                   = None, reference_label: str = "paper", xlabel: str = "Δp vs EW (%)",
+                   save: str | Path | None = None) -> Figure:
+    """Mean ± 95% CI per row for one or more runs (``{label: DataFrame with columns mean,
+    ci95, indexed by row}``, e.g. Δp per method over seeds: this run, precomputed), and an
+    optional reference value per row (the paper's number) as a black diamond."""
+    if not summaries:
+        raise ValueError("no summaries to plot")
+    rows = list(dict.fromkeys(r for s in summaries.values() for r in s.index))
+    k = len(summaries)
+    fig, ax = plt.subplots(figsize=(5.6, 0.42 * len(rows) + 1.4))
+    for j, ((label, s), colour) in enumerate(zip(summaries.items(), palette(k))):
+        s = s.reindex(rows)
+        y = np.arange(len(rows)) + (j - (k - 1) / 2) * 0.22
+        ax.errorbar(s["mean"], y, xerr=s["ci95"].fillna(0), fmt="o", color=colour,
+                    markersize=4, capsize=2, label=label)
+    if reference:
+        ref = pd.Series(reference, dtype=float).reindex(rows)
+        ax.scatter(ref, np.arange(len(rows)), marker="D", color="black", s=14, zorder=3,
+                   label=reference_label)
+    ax.set_yticks(range(len(rows)), [str(r) for r in rows])
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel)
+    ax.legend(fontsize=7, loc="best")
+    return _finish(fig, save)
+
+
+def metric_curves(panels: Mapping[str, pd.DataFrame], save: str | Path | None = None) -> Figure:
+    """One panel per ``{title: DataFrame with columns method, epoch, mean, ci95}``: a line
+    per method with its 95% band over seeds (``rlw.md`` Fig. 1: EW vs RLW curves)."""
+    if not panels:
+        raise ValueError("no curves to plot")
+    n = len(panels)
+    fig, axes = plt.subplots(1, n, figsize=(3.4 * n, 3.0), squeeze=False)
+    methods = list(dict.fromkeys(m for df in panels.values() for m in df["method"]))
+    colours = dict(zip(methods, palette(len(methods))))
+    for ax, (title, df) in zip(axes[0], panels.items()):
+        for m in methods:
+            sub = df[df["method"] == m].sort_values("epoch")
+            if sub.empty:
+                continue
+            ax.plot(sub["epoch"], sub["mean"], color=colours[m], label=m, linewidth=1.2)
+            band = sub["ci95"].fillna(0)
+            ax.fill_between(sub["epoch"], sub["mean"] - band, sub["mean"] + band,
+                            color=colours[m], alpha=0.15, linewidth=0)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("epoch")
+    axes[0, 0].set_ylabel("validation value")
+    axes[0, -1].legend(fontsize=7)
+    return _finish(fig, save)
+
+
+def effect_heatmap(matrix: pd.DataFrame, label: str = "Δp vs HPS + EW (%)",
+                   save: str | Path | None = None) -> Figure:
+    """Rows x columns of values (e.g. architecture x weighting mean Δp), annotated, on a
+    diverging colour scale centred at 0."""
+    if matrix.empty:
+        raise ValueError("empty matrix")
+    v = matrix.to_numpy(dtype=float)
+    lim = float(np.nanmax(np.abs(v))) or 1.0
+    fig, ax = plt.subplots(figsize=(0.9 * matrix.shape[1] + 2.2, 0.5 * matrix.shape[0] + 1.6))
+    im = ax.imshow(v, cmap="PuOr", vmin=-lim, vmax=lim, aspect="auto")
+    for i in range(v.shape[0]):
+        for j in range(v.shape[1]):
+            if np.isfinite(v[i, j]):
+                ax.text(j, i, f"{v[i, j]:+.1f}", ha="center", va="center", fontsize=7)
+    ax.set_xticks(range(matrix.shape[1]), [str(c) for c in matrix.columns], rotation=45,
+                  ha="right")
+    ax.set_yticks(range(matrix.shape[0]), [str(r) for r in matrix.index])
+    fig.colorbar(im, ax=ax, label=label)
+    return _finish(fig, save)
+
+
 # --- toy problems (issue 17)
 def toy_panel(ax, grid: tuple[np.ndarray, np.ndarray, np.ndarray], front: np.ndarray,
               paths: Sequence[np.ndarray] = (), title: str = "", levels: int = 30) -> None:

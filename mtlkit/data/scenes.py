@@ -19,6 +19,17 @@ jitter, a checkered floor, striped paintings, pixel noise), float32 (3, H, W) in
 Differences from NYUv2: synthetic, 7 classes instead of 13, small images (default
 48 x 64, the 3:4 aspect of NYUv2's 288 x 384), no sensor noise/holes in depth.  Default
 split sizes copy NYUv2's 795 train / 654 test, plus a validation split.
+
+``variant`` picks the task set of the benchmark the scenes stand in for (same renders):
+
+* ``"nyuv2"`` (default): segmentation, depth, normals (``rlw.md`` Table 1);
+* ``"cityscapes"``: segmentation and depth (App. C.3, Table 8);
+* ``"pascal_context"``: segmentation, ``human_parts``, ``saliency`` and normals (Table 2),
+  where the two PASCAL-only tasks are derived exactly from the render
+  (:func:`pascal_targets`): *object parts* stand in for human parts (background, then
+  top and side faces of the sphere, box and cylinder: 7 classes, as PASCAL's background
+  + 6 parts) and *foreground objects* (painting and objects against the room) stand in
+  for saliency (2 classes).
 """
 
 from __future__ import annotations
@@ -197,12 +208,51 @@ def _valid_render(d: dict, n: int, height: int, width: int) -> bool:
     return True
 
 
+#: variant -> (task names, what it stands in for)
+VARIANTS = {
+    "nyuv2": (("segmentation", "depth", "normals"),
+              "NYUv2 (13-class segmentation, depth, normals; rlw.md §5.1)"),
+    "cityscapes": (("segmentation", "depth"),
+                   "Cityscapes (7-class segmentation, depth; rlw.md App. C.3)"),
+    "pascal_context": (("segmentation", "human_parts", "saliency", "normals"),
+                       "PASCAL-Context (21-class segmentation, 7 human parts, saliency, "
+                       "normals; rlw.md §5.1)"),
+}
+#: the class ids of :data:`CLASSES` that count as objects (parts) and as salient
+OBJECTS = (4, 5, 6)
+SALIENT = (3, 4, 5, 6)
+TOP_FACE = 0.5  #: a pixel of an object whose camera-frame normal has y > this is "top"
+
+
+def pascal_targets(seg: torch.Tensor, normals: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The PASCAL-only tasks of the ``pascal_context`` variant, from a render's labels
+    ``seg`` (N, H, W) and ``normals`` (N, 3, H, W):
+
+    * ``saliency`` = 1 where the class is in :data:`SALIENT`, else 0;
+    * ``human_parts`` = 0 off the objects, and on object k (sphere, box, cylinder =
+      0, 1, 2) ``1 + 2 k`` on its top faces (normal y > :data:`TOP_FACE`), ``2 + 2 k``
+      on its sides: 7 classes.
+    """
+    obj = torch.zeros_like(seg, dtype=torch.bool)
+    for c in OBJECTS:
+        obj |= seg == c
+    sal = torch.zeros_like(seg)
+    for c in SALIENT:
+        sal = torch.where(seg == c, 1, sal)
+    side = (normals[:, 1] <= TOP_FACE).long()
+    parts = torch.where(obj, 1 + 2 * (seg - OBJECTS[0]).clamp(min=0) + side, 0)
+    return {"human_parts": parts.long(), "saliency": sal.long()}
+
+
 def load_scenes(*, n_train: int = 795, n_val: int = 80, n_test: int = 654, height: int = 48,
                 width: int = 64, seed: int = 0, tasks: list[str] | None = None,
-                cache: bool = True) -> MTLData:
+                cache: bool = True, variant: str = "nyuv2") -> MTLData:
     """The synthetic scene set (see the module docstring).  Heterogeneous: ``train[i]`` is
-    ``(image, {"segmentation": (H,W) long, "depth": (1,H,W), "normals": (3,H,W)})``."""
-    names = check_tasks(tasks, ["segmentation", "depth", "normals"], "scenes")
+    ``(image, {"segmentation": (H,W) long, "depth": (1,H,W), "normals": (3,H,W)})``, with
+    the tasks of ``variant`` (``nyuv2``, ``cityscapes`` or ``pascal_context``)."""
+    if variant not in VARIANTS:
+        raise ValueError(f"variant={variant!r}; choose one of {sorted(VARIANTS)}")
+    names = check_tasks(tasks, list(VARIANTS[variant][0]), "scenes")
     for k, v in (("n_train", n_train), ("n_val", n_val), ("n_test", n_test),
                  ("height", height), ("width", width)):
         if not isinstance(v, int) or v < 1:
@@ -213,12 +263,17 @@ def load_scenes(*, n_train: int = 795, n_val: int = 80, n_test: int = 654, heigh
         raw = cached("scenes", hash_key(1, n, s, height, width),
                      lambda n=n, s=s: _render_many(n, s, height, width), cache,
                      validate=lambda d, n=n: _valid_render(d, n, height, width))
+        if variant == "pascal_context":
+            raw = {**raw, **pascal_targets(raw["segmentation"], raw["normals"])}
         parts[split] = MultiTargetDataset(raw["image"], {t: raw[t] for t in names})
     specs = {"segmentation": TaskSpec("segmentation", "segmentation", len(CLASSES)),
-             "depth": TaskSpec("depth", "depth"), "normals": TaskSpec("normals", "normals")}
+             "depth": TaskSpec("depth", "depth"), "normals": TaskSpec("normals", "normals"),
+             "human_parts": TaskSpec("human_parts", "segmentation", 7),
+             "saliency": TaskSpec("saliency", "segmentation", 2)}
+    extra = (", object parts for human parts, foreground objects for saliency"
+             if variant == "pascal_context" else "")
     return MTLData("scenes", [specs[t] for t in names], False, parts["train"], parts["val"],
-                   parts["test"],
-                   stands_in_for="NYUv2 (13-class segmentation, depth, normals; rlw.md §5.1)",
+                   parts["test"], stands_in_for=VARIANTS[variant][1],
                    differences="SYNTHETIC ray-cast rooms, 7 classes, small images "
-                               f"({height}x{width}), exact labels, no sensor noise",
-                   meta={"classes": CLASSES, "seed": seed})
+                               f"({height}x{width}), exact labels, no sensor noise{extra}",
+                   meta={"classes": CLASSES, "seed": seed, "variant": variant})

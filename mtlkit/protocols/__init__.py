@@ -1,0 +1,1 @@
+"""The papers' experimental protocols (method rows, models, settings) of the benchmarks."""
