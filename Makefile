@@ -19,7 +19,7 @@ lab: setup
 test: setup
 	bash scripts/test.sh
 
-## make results: the benchmark notebooks' whole grid (paper-cpu profile; hours on a CPU), then
+## make results: the benchmark notebooks' whole grid (paper-cpu profile; 10-25 min a notebook on a CPU), then
 ## ship every completed run to results/<notebook>/ with its command, commit, machine and date.
 ## Restrict with NB='notebooks/50_*.ipynb'; JOBS runs notebooks in parallel.
 NB ?= notebooks/5[0-9]_*.ipynb
