@@ -10,7 +10,7 @@ echo "== ruff"; $V/ruff check mtlkit tests benchmarks data_scripts notebooks scr
 echo "== nbstripout --verify"; $V/nbstripout --verify notebooks/*.ipynb
 echo "== smoke-prepared notebooks"
 rm -rf runs/smoke-prepared
-$V/python -m mtlkit.nbrun notebooks/*.ipynb --profile smoke --prepare-only --out runs/smoke-prepared
+$V/python -m mtlkit.nbrun notebooks/*.ipynb --profile smoke --prepare-only --no-progress --out runs/smoke-prepared
 echo "== pytest"
 set +e
 $V/python -m pytest tests runs/smoke-prepared --nbval-lax --nbval-current-env \
