@@ -132,8 +132,7 @@ def setup(ns: dict[str, Any], *, quiet: bool = False) -> Config:
     if claims_file.exists():
         claims_file.unlink()
     cfg = Config(profile, device, list(seeds), out_dir, params)
-    if not widgets_enabled():
-        _make_widgets_inert()
+    _switch_widgets(widgets_enabled())
     if not quiet:
         _print_config(cfg)
     return cfg
@@ -160,17 +159,25 @@ def _inert_interact(*args: Any, **kwargs: Any) -> Any:
 _inert_interact.options = lambda **_: _inert_interact  # type: ignore[attr-defined]
 
 
-def _make_widgets_inert() -> None:
-    """Replace ``interact``/``interact_manual`` wherever ipywidgets exposes them."""
+_LIVE: dict[tuple[str, str], Any] = {}  #: ipywidgets' own functions, while replaced
+
+
+def _switch_widgets(enabled: bool) -> None:
+    """Make ``interact``/``interact_manual`` inert wherever ipywidgets exposes them, or put
+    ipywidgets' own back (a kernel that runs setup again with widgets on gets them back)."""
     try:
         import ipywidgets
         from ipywidgets.widgets import interaction
-    except ImportError:  # no widgets installed: nothing to switch off
+    except ImportError:  # no widgets installed: nothing to switch
         return
     for mod in (ipywidgets, ipywidgets.widgets, interaction):
         for name in ("interact", "interact_manual"):
-            if hasattr(mod, name):
-                setattr(mod, name, _inert_interact)
+            key, current = (mod.__name__, name), getattr(mod, name, None)
+            if current is None:
+                continue
+            if current is not _inert_interact:
+                _LIVE[key] = current
+            setattr(mod, name, _LIVE[key] if enabled else _inert_interact)
 
 
 def _default_out(ns: Mapping[str, Any], profile: str) -> Path:

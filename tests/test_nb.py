@@ -201,6 +201,8 @@ def test_default_out_dir_is_runs_interactive_profile_notebook(ns, tmp_path):
 
 
 def test_widgets_are_inert_only_when_switched_off(ns, monkeypatch):
+    """Whatever ran before in this process (make test sets MTLKIT_WIDGETS=off), setup with
+    widgets on gives ipywidgets' own interact back, and with them off an inert one."""
     import ipywidgets
     from ipywidgets.widgets import interaction
 
