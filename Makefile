@@ -22,10 +22,11 @@ test: setup
 ## make results: the benchmark notebooks' whole grid (paper-cpu profile; hours on a CPU), then
 ## ship every completed run to results/<notebook>/ with its command, commit, machine and date.
 ## Restrict with NB='notebooks/50_*.ipynb'; JOBS runs notebooks in parallel.
+## No cell timeout: a paper-cpu grid is one cell that takes about an hour, more on a busy machine.
 NB ?= notebooks/5[0-9]_*.ipynb
 JOBS ?= 1
 results: setup
-	$(PY) -m mtlkit.nbrun $(NB) --profile paper-cpu --out runs/paper-cpu --jobs $(JOBS)
+	$(PY) -m mtlkit.nbrun $(NB) --profile paper-cpu --out runs/paper-cpu --jobs $(JOBS) --cell-timeout 0
 	$(PY) -m mtlkit.shipped runs/paper-cpu --all --command "make results NB='$(NB)'"
 
 clean:

@@ -174,7 +174,7 @@ SETTINGS: dict[str, dict[str, Setting]] = {
         "smoke": Setting(_STAND_IN_ATTR, ("EW", "RLW-normal", "RLW-constrained_bernoulli"), 2,
                          64, 1e-3, n_train=192, n_eval=64, n_seeds=1),
         "teach": Setting(_STAND_IN_ATTR, _CURVES, 6, 128, 1e-3, n_train=1280, n_eval=400),
-        "paper-cpu": Setting(_STAND_IN_ATTR, _CURVES, 25, 128, 1e-3, n_train=3200,
+        "paper-cpu": Setting(_STAND_IN_ATTR, _CURVES, 20, 128, 1e-3, n_train=3200,
                              n_eval=600, n_seeds=5),
         "full": Setting(("celeba",), _CURVES, 100, 512, 1e-3, image_size=64, n_seeds=5,
                         notes=_PAPER_EPOCHS),
