@@ -4,8 +4,9 @@ over seeds (:mod:`mtlkit.results`, :mod:`mtlkit.verdicts`).
 The tables of ``rlw.md`` App. C.4-C.6 report a task average (CelebA's 40 accuracies,
 Office's domains, XTREME's languages); :func:`with_average` adds it to the records as a
 task ``"avg"``, so that every comparison below is one of :func:`mtlkit.verdicts.compare_methods`
-(paired by seed).  A claim becomes a :class:`Finding`, recorded with
-:func:`mtlkit.nb.finding`, never asserted:
+(paired by seed).  A claim becomes a :class:`Finding`, which the notebook records with
+``nb.finding(f.claim, f.supported, f.detail, f.source)`` (never asserted; this layer does not
+import the notebook helpers):
 
 =========================  ================================================================
 helper                     the paper's claim it tests
@@ -45,12 +46,6 @@ class Finding:
     supported: bool | None
     detail: str
     source: str
-
-    def record(self) -> str:
-        """Record it with :func:`mtlkit.nb.finding` (printed; shown in the run report)."""
-        from mtlkit import nb
-
-        return nb.finding(self.claim, self.supported, self.detail, self.source)
 
 
 # --------------------------------------------------------------------------- grid
