@@ -36,7 +36,11 @@ import torch
 from torch import Tensor, nn
 
 from mtlkit.arch.hps import HPS
+from mtlkit.data import registry
 from mtlkit.data.base import MTLData
+from mtlkit.data.digit_tasks import load_digit_attributes, load_digit_domains
+from mtlkit.encoders.vision import LinearHead, SmallCNN, resnet_encoder
+from mtlkit.trainer import TrainConfig
 from mtlkit.weighting.rlw import DISTRIBUTIONS
 
 #: RLW with the six distributions of ``rlw.md`` §3, in the tables' order
@@ -201,9 +205,6 @@ def is_stand_in(name: str) -> bool:
 def load_data(name: str, s: Setting, root: str | Path | None = None) -> MTLData:
     """One dataset of a setting: a stand-in generated with data seed 0 (every training seed
     sees the same data, as with the paper's fixed splits) or the paper's prepared data."""
-    from mtlkit.data import registry
-    from mtlkit.data.digit_tasks import load_digit_attributes, load_digit_domains
-
     if name == "digit_attributes":
         return load_digit_attributes(n_train=s.n_train, n_val=s.n_eval, n_test=s.n_eval)
     if name.startswith("digit_domains_"):
@@ -263,8 +264,6 @@ def resnet18(weights: str = "") -> nn.Module:
     holding a torchvision ``resnet18`` state dict (loaded with ``weights_only=True``); or a
     torchvision weights name (``"DEFAULT"``, ``"IMAGENET1K_V1"``), which needs the checkpoint
     in the torch hub cache or internet."""
-    from mtlkit.encoders.vision import resnet_encoder
-
     if weights and Path(weights).is_file():
         enc = resnet_encoder(18, weights=None)
         state = torch.load(weights, map_location="cpu", weights_only=True)
@@ -286,8 +285,6 @@ def model_factory(data: MTLData, pretrained: str = "") -> Callable[[int], HPS]:
     attribute, 31/65 classes per Office domain).  Stand-ins (1-channel): a three-block
     :class:`~mtlkit.encoders.vision.SmallCNN` (16, 32, 64 channels) and flattening heads.
     """
-    from mtlkit.encoders.vision import LinearHead, SmallCNN
-
     x0 = _first_input(data)
     channels, size = int(x0.shape[0]), tuple(int(s) for s in x0.shape[-2:])
     outputs = {s.name: int(s.num_classes) for s in data.tasks}
@@ -327,8 +324,6 @@ def train_config(s: Any, device: str, full: bool, select: str = "acc",
                  progress: bool = False) -> Any:
     """The :class:`~mtlkit.trainer.TrainConfig` of a setting (Adam as in the paper;
     bf16 autocast in ``full`` on CUDA)."""
-    from mtlkit.trainer import TrainConfig
-
     cuda = str(device).startswith("cuda")
     return TrainConfig(epochs=s.epochs, batch_size=s.batch_size, lr=s.lr,
                        weight_decay=s.weight_decay,

@@ -28,11 +28,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from mtlkit import results
+from mtlkit import experiments, results, shipped
 from mtlkit.verdicts import Comparison, compare, compare_methods, per_seed
 
 AVG = "avg"
@@ -57,10 +58,6 @@ def run_grid_lean(methods: Sequence[Any], seeds: Sequence[int], data, make_model
     model) when ``prune``; its records, step log and summary stay.  A transformer run's
     checkpoint holds three copies of the model (weights, Adam's two moments): about 0.3 GB
     for MiniLM and 2 GB for mBERT, which a 15 x 5 grid cannot keep on disk."""
-    from pathlib import Path
-
-    from mtlkit import experiments
-
     runs, skipped, warm = [], [], warmup_steps
     for m in methods:
         for s in seeds:
@@ -231,8 +228,6 @@ def step_time_replicates(methods: Sequence[Any], data, make_model: Callable[[int
     """Seconds per training step, one row per replicate, one column per method: each
     replicate is one interleaved round of :func:`mtlkit.experiments.step_times` (every
     method in turn on the same batch, the order rotated by the replicate number)."""
-    from mtlkit import experiments
-
     methods = [experiments.parse_method(m) if isinstance(m, str) else m for m in methods]
     rows = []
     for r in range(replicates):
@@ -319,8 +314,6 @@ def auc_claim(records: pd.DataFrame, rows: Sequence[str], baseline: str, metric:
 def shipped_table(stem: str, name: str) -> tuple[str, pd.DataFrame] | None:
     """(label, table) of a shipped CSV of notebook ``stem`` (``results/<stem>/<name>``),
     or None when nothing is shipped (the caller says so)."""
-    from mtlkit import shipped
-
     pre = shipped.load(stem)
     if pre is None or not (pre.folder / name).exists():
         return None

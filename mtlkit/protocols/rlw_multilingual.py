@@ -46,8 +46,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mtlkit.arch.hps import HPS
+from mtlkit.data import registry
 from mtlkit.data.base import MTLData
-from mtlkit.data.common import ArrayDataset
+from mtlkit.data.common import ArrayDataset, DataCorrupt, DataUnavailable
 from mtlkit.encoders.transformer import TransformerEncoder
 from mtlkit.protocols.rlw_classification import RLW6, table_rows
 
@@ -171,8 +172,6 @@ def setting(profile: str, **overrides: Any) -> Setting:
 def load_problem(problem: str, s: Setting, root: str | Path | None = None) -> MTLData:
     """Raw text of one problem: the stand-in (``"sentiment"``) or an XTREME problem prepared
     under ``root``; ``s.n_per_task`` caps the stand-in's domains / XTREME's training splits."""
-    from mtlkit.data import registry
-
     if problem == "sentiment":
         data = registry.load("sentiment", tasks=list(STAND_IN_DOMAINS),
                              n_per_task=s.n_per_task or None, output="text")
@@ -207,9 +206,6 @@ def table11(root: str | Path | None = None,
             problems: Sequence[str] = ("ner", "pos", "nli", "pi")) -> pd.DataFrame:
     """``rlw.md`` Table 11 from the loader: the split sizes of every prepared problem
     (a problem that is not prepared under ``root`` is a column of ``"not prepared"``)."""
-    from mtlkit.data import registry
-    from mtlkit.data.common import DataCorrupt, DataUnavailable
-
     cols = {}
     for p in problems:
         try:
