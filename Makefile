@@ -22,7 +22,7 @@ test: setup
 ## make results: the benchmark notebooks' whole grid (paper-cpu profile; hours on a CPU), then
 ## ship every completed run to results/<notebook>/ with its command, commit, machine and date.
 ## Restrict with NB='notebooks/50_*.ipynb'; JOBS runs notebooks in parallel.
-## No cell timeout: a paper-cpu grid is one cell that takes about an hour, more on a busy machine.
+## No cell timeout: a paper-cpu grid is one long cell (longer still on a busy machine).
 NB ?= notebooks/5[0-9]_*.ipynb
 JOBS ?= 1
 results: setup

@@ -147,6 +147,26 @@ def test_table_rows_are_the_papers_fifteen():
         proto.table_rows("param")
 
 
+def test_multi_input_problems_run_graddrop_on_the_parameters(tmp_path):
+    """On a multi-input problem (one representation per domain's batch) GradDrop in its own
+    representation mode is refused by the engine, so every Office and XTREME row list runs
+    it as ``GradDrop@param`` (the old rows named plain ``GradDrop`` and failed mid-grid)."""
+    assert proto.table_rows(per_task_inputs=True)[6] == "GradDrop@param"
+    assert proto.table_rows("rep", per_task_inputs=True)[6] == "GradDrop@param"
+    assert proto.table_rows()[6] == "GradDrop"  # a single input: its representation mode
+    rows = [proto.setting("office", p).methods for p in ("teach", "paper-cpu", "full")]
+    rows.append(mtl.setting("full").methods)
+    assert all("GradDrop@param" in r and "GradDrop" not in r for r in rows)
+    s = proto.setting("office", "smoke", epochs=1, n_images=200, batch_size=8)
+    data = proto.load_data("digit_domains_office31", s)
+    make = proto.model_factory(data)
+    cfg = proto.train_config(s, "cpu", full=False)
+    with pytest.raises(ValueError, match="not a reweighting"):
+        experiments.run_one("GradDrop", data, make, cfg, 0, tmp_path / "rep")
+    run = experiments.run_one("GradDrop@param", data, make, cfg, 0, tmp_path / "param")
+    assert run.finite and run.method == "GradDrop@param"
+
+
 def test_run_seeds_and_settings():
     assert proto.run_seeds([4], 3) == [4, 5, 6]
     assert proto.run_seeds([9, 2], 5) == [9, 2]

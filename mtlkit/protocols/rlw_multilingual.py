@@ -151,7 +151,8 @@ SETTINGS: dict[str, Setting] = {
                      32, "", "mean", n_per_task=120),
     "paper-cpu": Setting(("sentiment",), _CPU_ROWS, 2, 8, 1e-4, 1e-8, 32, "", "mean",
                          n_per_task=200),
-    "full": Setting(("pi", "pos"), tuple(table_rows("auto")), 5, 32, 2e-5, 1e-8, 128,
+    "full": Setting(("pi", "pos"), tuple(table_rows("auto", per_task_inputs=True)), 5, 32, 2e-5,
+                    1e-8, 128,
                     "bert-base-multilingual-cased", "cls", n_seeds=5, timing_replicates=5),
 }
 
