@@ -22,10 +22,11 @@ test: setup
 ## make results: the benchmark notebooks' whole grid (paper-cpu profile; 10-25 min a notebook on a CPU), then
 ## ship every completed run to results/<notebook>/ with its command, commit, machine and date.
 ## Restrict with NB='notebooks/50_*.ipynb'; JOBS runs notebooks in parallel.
+## No cell timeout: a paper-cpu grid is one long cell (longer still on a busy machine).
 NB ?= notebooks/5[0-9]_*.ipynb
 JOBS ?= 1
 results: setup
-	$(PY) -m mtlkit.nbrun $(NB) --profile paper-cpu --out runs/paper-cpu --jobs $(JOBS)
+	$(PY) -m mtlkit.nbrun $(NB) --profile paper-cpu --out runs/paper-cpu --jobs $(JOBS) --cell-timeout 0
 	$(PY) -m mtlkit.shipped runs/paper-cpu --all --command "make results NB='$(NB)'"
 
 ## make sweep: run a sweep file on this machine, or on Ray with ARGS='--backend ray --address auto'

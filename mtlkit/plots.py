@@ -327,3 +327,59 @@ def toy_trajectories(paths: Mapping[str, Sequence[np.ndarray]],
     for ax in flat[n:]:
         ax.axis("off")
     return _finish(fig, save)
+
+
+# ------------------------------------------------------------------ cls helper (rlw.md App. C)
+def method_intervals(table: pd.DataFrame, value: str = "Avg", ci: str = "±95% CI",
+                     baseline: str = "EW", paper: Mapping[str, float] | None = None,
+                     xlabel: str = "test average accuracy (%)",
+                     save: str | Path | None = None) -> Figure:
+    """Mean ± 95% CI over seeds of one column per method (``rlw.md`` Tables 9, 10, 3, 12),
+    RLW rows in one colour, the baseline's mean as a vertical line; ``paper`` values
+    (same units) as open diamonds on a second axis, when given."""
+    if value not in table or ci not in table:
+        raise ValueError(f"table needs columns {value!r} and {ci!r}")
+    s = table[value].astype(float)
+    half = table[ci].astype(float).fillna(0.0)
+    y = np.arange(len(s))
+    colours = [OKABE_ITO[4] if str(m).startswith("RLW") else
+               OKABE_ITO[7] if m == baseline else OKABE_ITO[0] for m in s.index]
+    fig, ax = plt.subplots(figsize=(5.6, 0.32 * len(s) + 1.3))
+    ax.errorbar(s.to_numpy(), y, xerr=half.to_numpy(), fmt="none", ecolor="grey", capsize=2)
+    ax.scatter(s.to_numpy(), y, c=colours, zorder=3, label="this run (mean ± 95% CI)")
+    if baseline in s.index:
+        ax.axvline(float(s[baseline]), color="black", linewidth=0.6, linestyle=":")
+    ax.set_yticks(y, [str(i) for i in s.index])
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel)
+    if paper:
+        top = ax.twiny()
+        pv = [paper.get(str(m), np.nan) for m in s.index]
+        top.scatter(pv, y, marker="D", facecolors="none", edgecolors=OKABE_ITO[5],
+                    label="paper")
+        top.set_xlabel("paper (%)", color=OKABE_ITO[5])
+        top.tick_params(axis="x", colors=OKABE_ITO[5])
+    ax.legend(fontsize=7, loc="lower right")
+    return _finish(fig, save)
+
+
+def convergence_curves(curves: pd.DataFrame, ylabel: str = "validation average accuracy",
+                       scale: float = 1.0, save: str | Path | None = None) -> Figure:
+    """Learning curves with 95% CI bands over seeds (``rlw.md`` Fig. 1): ``curves`` has
+    columns method, epoch, mean, lo, hi (``mtlkit.protocols.rlw_findings.curves``)."""
+    need = {"method", "epoch", "mean", "lo", "hi"}
+    if not need <= set(curves.columns) or curves.empty:
+        raise ValueError(f"curves need columns {sorted(need)} and at least one row")
+    methods = list(dict.fromkeys(curves["method"].astype(str)))
+    fig, ax = plt.subplots(figsize=(5.6, 3.6))
+    for m, colour in zip(methods, palette(len(methods))):
+        c = curves[curves["method"].astype(str) == m].sort_values("epoch")
+        ax.plot(c["epoch"], scale * c["mean"], color=colour, label=m,
+                linewidth=2.0 if m == "EW" else 1.2, linestyle="--" if m == "EW" else "-")
+        ax.fill_between(c["epoch"], scale * c["lo"].fillna(c["mean"]),
+                        scale * c["hi"].fillna(c["mean"]), color=colour, alpha=0.15,
+                        linewidth=0)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=7, ncol=2)
+    return _finish(fig, save)

@@ -1,1 +1,2 @@
-"""The papers' experimental protocols (method rows, models, settings) of the benchmarks."""
+"""The papers' experimental protocols (method rows, models, per-profile settings) of the
+benchmark notebooks (5x)."""
