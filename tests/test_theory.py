@@ -320,3 +320,25 @@ def test_track_loss_gaps_trains_metaweighting_on_the_query_split():
     with pytest.raises(ValueError, match="query"):
         rr.track_loss_gaps(model, get("MetaWeighting"), {"support": splits["support"]},
                            epochs=1, batch=8)
+
+
+def test_track_loss_gaps_pairs_bilevel_and_loss_based_runs():
+    """MetaWeighting with alpha = 0 keeps w = 1, i.e. EW's update: with the query batches drawn
+    from their own generator the two runs see the same training batches, so their support,
+    query and test losses agree (a paired comparison of the two strategies)."""
+    import torch
+
+    from mtlkit.theory import real_runs as rr
+    from mtlkit.weighting import get
+
+    g = torch.Generator().manual_seed(1)
+
+    def part(n):
+        return {t: (torch.randn(n, 4, generator=g), torch.randint(0, 2, (n,), generator=g))
+                for t in ("a", "b")}
+
+    splits = {"support": part(40), "query": part(16), "test": part(30)}
+    runs = [rr.track_loss_gaps(rr.mlp_hps(4, ["a", "b"], {"a": 2, "b": 2}, hidden=8, seed=3),
+                               strat, splits, epochs=2, batch=8, lr=1e-2, seed=5)
+            for strat in (get("EW"), get("MetaWeighting", alpha=0.0, inner="adam"))]
+    np.testing.assert_allclose(runs[0]["ce"], runs[1]["ce"], rtol=1e-5, atol=1e-6)

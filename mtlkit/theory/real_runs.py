@@ -74,7 +74,9 @@ def track_loss_gaps(model: HPS, weighting,
     ``weight`` in the last step of the epoch (NaN at epoch 0).
 
     A strategy with ``needs_query`` (MetaWeighting) is trained by the bi-level engine with
-    a batch of ``splits[query_split]`` per step; a loss-based one in ``"losses"`` mode."""
+    a batch of ``splits[query_split]`` per step, drawn from a generator of its own (seed + 1):
+    the training batches are the same as a loss-based strategy's with the same seed, so
+    runs of two strategies compare paired.  A loss-based strategy runs in ``"losses"`` mode."""
     data = splits
     tasks = list(model.tasks)
     if weighting.needs_query:
@@ -88,6 +90,7 @@ def track_loss_gaps(model: HPS, weighting,
     weighting.attach(model, opt)
     crit = {t: nn.functional.cross_entropy for t in tasks}
     g = torch.Generator().manual_seed(seed)
+    g_query = torch.Generator().manual_seed(seed + 1)
     train = data[train_split]
     steps = max(len(train[t][1]) for t in tasks) // batch + 1
     rows, weights = [], [float("nan")] * len(tasks)
@@ -98,16 +101,17 @@ def track_loss_gaps(model: HPS, weighting,
                 rows.append({"epoch": epoch, "task": t, "split": s, "ce": ce, "err": err,
                              "weight": weights[tasks.index(t)]})
 
-    def draw(part: Mapping[str, tuple[Tensor, Tensor]]) -> tuple[dict, dict]:
-        idx = {t: torch.randint(len(part[t][1]), (batch,), generator=g) for t in tasks}
+    def draw(part: Mapping[str, tuple[Tensor, Tensor]],
+             gen: torch.Generator) -> tuple[dict, dict]:
+        idx = {t: torch.randint(len(part[t][1]), (batch,), generator=gen) for t in tasks}
         return {t: part[t][0][idx[t]] for t in tasks}, {t: part[t][1][idx[t]] for t in tasks}
 
     record(0)
     for ep in range(1, epochs + 1):
         for _ in range(steps):
             opt.zero_grad()
-            x, y = draw(train)
-            res = engine.step(x, y, crit, query=draw(data[query_split])) \
+            x, y = draw(train, g)
+            res = engine.step(x, y, crit, query=draw(data[query_split], g_query)) \
                 if weighting.needs_query else engine.step(x, y, crit)
             opt.step()
         weights = res.weights.detach().cpu().tolist()
