@@ -47,9 +47,9 @@ Implementation notes (all derived in ``notebooks/30_hypergradients_and_metaweigh
   ~0.  ``inner="adam_fixed_v"`` drops the second term (v held fixed): the
   approximation this module used before.  On notebook 30's small model (section 3)
   its relative error is ~4e5 at Adam's first step (where the true D is ~0), 0.45 at
-  step 5 and 0.08 at step 50: it shrinks as v averages over more steps.  App. B trains with Adam but uses Eq. 10,
-  i.e. the paper's setting is ``inner="sgd"`` applied to an Adam run: a
-  hypergradient of a step that was not taken.
+  step 5 and 0.08 at step 50: it shrinks as v averages over more steps.  App. B
+  trains with Adam but uses Eq. 10, i.e. the paper's setting is ``inner="sgd"``
+  applied to an Adam run: a hypergradient of a step that was not taken.
 * **Keeping w valid.**  The paper says nothing about negative weights.
   ``constraint="simplex"`` (default) projects w onto {w >= 0, sum w = T w0}
   (Euclidean projection): the total sum is a learning rate, which the
