@@ -96,8 +96,10 @@ def test_hypergradient_equals_autograd_through_sgd_step():
 
 
 def test_hypergradient_equals_autograd_through_linearised_adam_step():
+    """inner="adam_fixed_v" (v held fixed) is the linearised Adam step; inner="adam" is
+    the exact one (tests below)."""
     lr, b1, b2, eps = 0.01, 0.9, 0.999, 1e-8
-    strat = W.get("MetaWeighting", alpha=0.0, constraint="none", inner="adam")
+    strat = W.get("MetaWeighting", alpha=0.0, constraint="none", inner="adam_fixed_v")
     model, theta0, state, (xs, ys, xq, yq) = two_engine_steps(
         strat, lambda p: torch.optim.Adam(p, lr=lr, betas=(b1, b2), eps=eps), W0)
     after = {k: v.detach().clone() for k, v in model.named_parameters()}  # theta1
@@ -497,3 +499,128 @@ def test_resume_keeps_previous_support_gradients(name):
     wb = call(b)[1]
     assert not torch.allclose(wa, torch.full_like(wa, 1 / 3))
     assert torch.allclose(wa, wb)
+
+
+# ------------------------------------------- the exact Adam hypergradient (issue 17)
+def adam_run(inner: str, steps: int, lr=0.02, betas=(0.9, 0.999), eps=1e-8, amsgrad=False,
+             weight_decay=0.0):
+    """Train ``steps`` Adam steps with MetaWeighting(alpha=0, w = 1) and return, for the
+    last one (step k = steps), the library's D (read at call k + 1) and what is needed to
+    recompute it: theta^{k-1}, Adam's state before step k, and the batches."""
+    model = tiny()
+    xs, ys, xq, yq = batches()
+    strat = W.get("MetaWeighting", alpha=0.0, constraint="none", inner=inner)
+    eng = GradEngine(model, strat)
+    opt = torch.optim.Adam(model.parameters(), lr=lr, betas=betas, eps=eps, amsgrad=amsgrad,
+                           weight_decay=weight_decay)
+    strat.attach(model, opt)
+    for k in range(1, steps + 1):
+        if k == steps:
+            theta = {n: v.detach().clone() for n, v in model.named_parameters()}
+            state = {n: {key: (v.clone() if torch.is_tensor(v) else v)
+                         for key, v in opt.state.get(p, {}).items()}
+                     for n, p in model.named_parameters()}
+        opt.zero_grad()
+        eng.step(xs, ys, CRIT, query=(xq, yq))
+        opt.step()
+    after = {n: v.detach().clone() for n, v in model.named_parameters()}
+    opt.zero_grad()
+    eng.step(xs, ys, CRIT, query=(xq, yq))  # pairs G^q(theta^k) with G^s(theta^{k-1})
+    return strat.hypergrad, model, theta, state, after, (xs, ys, xq, yq)
+
+
+def true_adam_step(state, lr, betas, eps, amsgrad=False, weight_decay=0.0):
+    """Adam's update as a function of the gradient, both moments depending on it."""
+    b1, b2 = betas
+
+    def step(name, v, g):
+        s = state[name]
+        k = float(s.get("step", 0)) + 1
+        g = g + weight_decay * v.detach()
+        m = b1 * s.get("exp_avg", torch.zeros_like(v)) + (1 - b1) * g
+        sq = b2 * s.get("exp_avg_sq", torch.zeros_like(v)) + (1 - b2) * g ** 2
+        if amsgrad:
+            sq = torch.maximum(s.get("max_exp_avg_sq", torch.zeros_like(v)), sq)
+        return v - lr / (1 - b1 ** k) * m / ((sq / (1 - b2 ** k)).sqrt() + eps)
+    return step
+
+
+@pytest.mark.parametrize("steps", [1, 2, 5])
+def test_adam_hypergradient_is_exact(steps):
+    """inner="adam" equals autograd through the real Adam step (v depends on w too) at
+    Adam's first, second and fifth step; the functional step reproduces torch's."""
+    lr, betas, eps = 0.02, (0.9, 0.999), 1e-8
+    d_lib, model, theta, state, after, (xs, ys, xq, yq) = adam_run("adam", steps, lr)
+    step = true_adam_step(state, lr, betas, eps)
+    ref = unrolled_jacobian(model, theta, torch.ones(3, dtype=torch.float64), xs, ys, xq, yq,
+                            step)
+    rel = ((d_lib - ref).norm() / ref.norm()).item()
+    assert rel <= 1e-7, rel
+    p0 = {k: v.clone().requires_grad_(True) for k, v in theta.items()}
+    grads = torch.autograd.grad((stacked(model, p0, xs, ys) / 3).sum(), list(p0.values()))
+    for (k, v), g in zip(theta.items(), grads):
+        torch.testing.assert_close(step(k, v, g), after[k], rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("kw", [{"amsgrad": True}, {"weight_decay": 0.1}])
+def test_adam_hypergradient_is_exact_with_amsgrad_and_l2(kw):
+    lr, betas, eps = 0.02, (0.9, 0.999), 1e-8
+    d_lib, model, theta, state, _, (xs, ys, xq, yq) = adam_run("adam", 4, lr, **kw)
+    ref = unrolled_jacobian(model, theta, torch.ones(3, dtype=torch.float64), xs, ys, xq, yq,
+                            true_adam_step(state, lr, betas, eps, **kw))
+    assert ((d_lib - ref).norm() / ref.norm()).item() <= 1e-7
+
+
+def test_adam_hypergradient_matches_finite_differences_of_torch_adam():
+    """Independent of any formula: step torch.optim.Adam itself from the same state with
+    w +- h e_j and difference the query losses."""
+    lr, h = 0.02, 1e-6
+    d_lib, model, theta, state, _, (xs, ys, xq, yq) = adam_run("adam", 3, lr)
+
+    def query_after(w):
+        m = tiny()
+        m.load_state_dict(theta)
+        opt = torch.optim.Adam(m.parameters(), lr=lr)
+        for n, p in m.named_parameters():
+            opt.state[p] = {k: (v.clone() if torch.is_tensor(v) else v)
+                            for k, v in state[n].items()}
+        loss = (w / 3 * stacked(m, dict(m.named_parameters()), xs, ys)).sum()
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            return stacked(m, dict(m.named_parameters()), xq, yq)
+
+    fd = torch.stack([(query_after(1 + h * e) - query_after(1 - h * e)) / (2 * h)
+                      for e in torch.eye(3, dtype=torch.float64)], dim=1)
+    assert ((fd - d_lib).norm() / fd.norm()).item() < 1e-5
+
+
+def test_fixed_v_adam_hypergradient_is_far_off_at_adams_first_step():
+    """At step 1 Adam's step is lr sign(g) (up to eps): the true hypergradient is ~0,
+    while holding v fixed gives one of the size of a normalised gradient step."""
+    exact, *_ = adam_run("adam", 1)
+    fixed, *_ = adam_run("adam_fixed_v", 1)
+    assert exact.norm() < 1e-3 * fixed.norm()
+
+
+def test_adam_resume_keeps_the_exact_hypergradient():
+    """state_dict carries Adam's previous first moment: a strategy restored mid-run
+    computes the uninterrupted run's next D."""
+    d_ref, *_ = adam_run("adam", 3)
+    model = tiny()
+    xs, ys, xq, yq = batches()
+    a = W.get("MetaWeighting", alpha=0.0, constraint="none", inner="adam")
+    eng = GradEngine(model, a)
+    opt = torch.optim.Adam(model.parameters(), lr=0.02)
+    a.attach(model, opt)
+    for _ in range(3):
+        opt.zero_grad()
+        eng.step(xs, ys, CRIT, query=(xq, yq))
+        opt.step()
+    b = W.get("MetaWeighting", alpha=0.0, constraint="none", inner="adam")
+    b.load_state_dict(a.state_dict())
+    eng_b = GradEngine(model, b)
+    b.attach(model, opt)
+    opt.zero_grad()
+    eng_b.step(xs, ys, CRIT, query=(xq, yq))
+    torch.testing.assert_close(b.hypergrad, d_ref, rtol=1e-10, atol=1e-14)

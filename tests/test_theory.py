@@ -289,3 +289,56 @@ def test_real_run_helpers_on_synthetic_tensors():
         ref = torch.cat([gr.reshape(-1) for gr in torch.autograd.grad(loss, params)])
         np.testing.assert_allclose(full[i], ref.double().numpy(), rtol=1e-5, atol=1e-7)
     assert G.shape == (3, 2, full.shape[1])
+
+
+def test_track_loss_gaps_trains_metaweighting_on_the_query_split():
+    """A bi-level strategy chooses its weights on the query split (issue 17: the §6.7 gap
+    under MetaWeighting): the weights move from 1/T, the query batches reach the strategy,
+    and a run without a query split is refused with a message saying so."""
+    import torch
+
+    from mtlkit.theory import real_runs as rr
+    from mtlkit.weighting import get
+
+    g = torch.Generator().manual_seed(0)
+
+    def part(n):
+        return {t: (torch.randn(n, 4, generator=g), torch.randint(0, 2, (n,), generator=g))
+                for t in ("a", "b")}
+
+    splits = {"support": part(40), "query": part(16), "test": part(30)}
+    model = rr.mlp_hps(4, ["a", "b"], {"a": 2, "b": 2}, hidden=8)
+    strat = get("MetaWeighting", alpha=50.0, inner="adam")
+    df = rr.track_loss_gaps(model, strat, splits, epochs=3, batch=8, lr=1e-2)
+    assert len(df) == 4 * 2 * 3 and df["err"].between(0, 1).all()
+    w = df[df["epoch"] == 3].groupby("task")["weight"].first()
+    assert abs(w.sum() - 1) < 1e-5 and (w - 0.5).abs().max() > 1e-4  # learnt, valid
+    assert df[df["epoch"] == 0]["weight"].isna().all()
+    ew = rr.track_loss_gaps(rr.mlp_hps(4, ["a", "b"], {"a": 2, "b": 2}, hidden=8), get("EW"),
+                            splits, epochs=1, batch=8)
+    assert (ew[ew["epoch"] == 1]["weight"] == 0.5).all()
+    with pytest.raises(ValueError, match="query"):
+        rr.track_loss_gaps(model, get("MetaWeighting"), {"support": splits["support"]},
+                           epochs=1, batch=8)
+
+
+def test_track_loss_gaps_pairs_bilevel_and_loss_based_runs():
+    """MetaWeighting with alpha = 0 keeps w = 1, i.e. EW's update: with the query batches drawn
+    from their own generator the two runs see the same training batches, so their support,
+    query and test losses agree (a paired comparison of the two strategies)."""
+    import torch
+
+    from mtlkit.theory import real_runs as rr
+    from mtlkit.weighting import get
+
+    g = torch.Generator().manual_seed(1)
+
+    def part(n):
+        return {t: (torch.randn(n, 4, generator=g), torch.randint(0, 2, (n,), generator=g))
+                for t in ("a", "b")}
+
+    splits = {"support": part(40), "query": part(16), "test": part(30)}
+    runs = [rr.track_loss_gaps(rr.mlp_hps(4, ["a", "b"], {"a": 2, "b": 2}, hidden=8, seed=3),
+                               strat, splits, epochs=2, batch=8, lr=1e-2, seed=5)
+            for strat in (get("EW"), get("MetaWeighting", alpha=0.0, inner="adam"))]
+    np.testing.assert_allclose(runs[0]["ce"], runs[1]["ce"], rtol=1e-5, atol=1e-6)

@@ -5,7 +5,9 @@
 * :func:`track_loss_gaps`: train with a weighting strategy on the support split
   and record, every epoch, each task's loss (cross-entropy and 0-1 error) on the
   support ("training"), query and test splits — the measurement behind
-  ``metaweighting.txt`` §6.7 (Figs. 1, 6, 7).
+  ``metaweighting.txt`` §6.7 (Figs. 1, 6, 7).  A bi-level strategy (MetaWeighting)
+  also draws a query batch from the query split each step: the query set then
+  chooses the weights, as in the paper's method.
 * :func:`gradient_noise`: per-task mini-batch gradients of the shared parameters
   and the full-batch gradient, fed to :func:`mtlkit.theory.sgd_sim.noise_intensity`
   (``rlw.md`` App. B.3, the noise intensity r).
@@ -25,7 +27,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from mtlkit.arch.hps import HPS
-from mtlkit.engine import GradEngine, per_task_grads
+from mtlkit.engine import GradEngine, make_engine, per_task_grads
 
 
 def mean_embedding_features(ds: Dataset, E: Tensor) -> tuple[Tensor, Tensor]:
@@ -65,33 +67,54 @@ def _eval(model: HPS, data: Mapping[str, tuple[Tensor, Tensor]]) -> dict[str, tu
 def track_loss_gaps(model: HPS, weighting,
                     splits: Mapping[str, Mapping[str, tuple[Tensor, Tensor]]],
                     epochs: int, batch: int = 32, lr: float = 1e-2, seed: int = 0,
-                    train_split: str = "support") -> pd.DataFrame:
+                    train_split: str = "support", query_split: str = "query") -> pd.DataFrame:
     """Train on ``splits[train_split]`` ({task: (x, y)} tensors; one batch per task per step,
-    an epoch = the largest task once) and return one row per (epoch, task, split) with the
-    mean cross-entropy ``ce`` and the 0-1 error ``err``."""
+    an epoch = the largest task once) with Adam and return one row per (epoch, task, split)
+    with the mean cross-entropy ``ce``, the 0-1 error ``err`` and the task's weight
+    ``weight`` in the last step of the epoch (NaN at epoch 0).
+
+    A strategy with ``needs_query`` (MetaWeighting) is trained by the bi-level engine with
+    a batch of ``splits[query_split]`` per step, drawn from a generator of its own (seed + 1):
+    the training batches are the same as a loss-based strategy's with the same seed, so
+    runs of two strategies compare paired.  A loss-based strategy runs in ``"losses"`` mode."""
     data = splits
     tasks = list(model.tasks)
-    engine = GradEngine(model, weighting, "losses")
+    if weighting.needs_query:
+        if query_split not in data:
+            raise ValueError(f"{weighting.name} chooses its weights on a query set: give "
+                             f"splits[{query_split!r}] (splits: {list(data)})")
+        engine = make_engine(model, weighting)
+    else:
+        engine = GradEngine(model, weighting, "losses")
     opt = torch.optim.Adam(model.parameters(), lr=lr)
+    weighting.attach(model, opt)
     crit = {t: nn.functional.cross_entropy for t in tasks}
     g = torch.Generator().manual_seed(seed)
+    g_query = torch.Generator().manual_seed(seed + 1)
     train = data[train_split]
     steps = max(len(train[t][1]) for t in tasks) // batch + 1
-    rows = []
+    rows, weights = [], [float("nan")] * len(tasks)
 
     def record(epoch: int) -> None:
         for s, per in data.items():
             for t, (ce, err) in _eval(model, per).items():
-                rows.append({"epoch": epoch, "task": t, "split": s, "ce": ce, "err": err})
+                rows.append({"epoch": epoch, "task": t, "split": s, "ce": ce, "err": err,
+                             "weight": weights[tasks.index(t)]})
+
+    def draw(part: Mapping[str, tuple[Tensor, Tensor]],
+             gen: torch.Generator) -> tuple[dict, dict]:
+        idx = {t: torch.randint(len(part[t][1]), (batch,), generator=gen) for t in tasks}
+        return {t: part[t][0][idx[t]] for t in tasks}, {t: part[t][1][idx[t]] for t in tasks}
 
     record(0)
     for ep in range(1, epochs + 1):
         for _ in range(steps):
-            idx = {t: torch.randint(len(train[t][1]), (batch,), generator=g) for t in tasks}
             opt.zero_grad()
-            engine.step({t: train[t][0][idx[t]] for t in tasks},
-                        {t: train[t][1][idx[t]] for t in tasks}, crit)
+            x, y = draw(train, g)
+            res = engine.step(x, y, crit, query=draw(data[query_split], g_query)) \
+                if weighting.needs_query else engine.step(x, y, crit)
             opt.step()
+        weights = res.weights.detach().cpu().tolist()
         record(ep)
     return pd.DataFrame(rows)
 
