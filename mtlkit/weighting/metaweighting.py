@@ -41,6 +41,9 @@ Implementation notes (all derived in ``notebooks/30_hypergradients_and_metaweigh
       c1 = (1 - beta1) / (1 - beta1^k),
 
   exact (AMSGrad: the second term only where this step's v is the running max).
+  It assumes Adam was given the weighted gradient itself: with gradient clipping
+  (the clip scales g) or an AMP step the scaler skipped, the step differs and P is
+  not exact for it.
   g is recovered as (m_k - beta1 m_{k-1}) / (1 - beta1) from Adam's first moment and
   a copy of it kept from the previous call (one P-vector).  At Adam's first step
   P = lr eps / (|g| + eps)^2: the step is lr sign(g), so the true hypergradient is
