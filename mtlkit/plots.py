@@ -24,6 +24,7 @@ processes (no display, no Jupyter kernel) use the Agg backend.  Used in
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -206,4 +207,63 @@ def sweep_boxplot(records: pd.DataFrame, param: str, metric: str = "acc", split:
     ax.set_xticks(range(1, len(levels) + 1), [str(v) for v in levels])
     ax.set_xlabel(param)
     ax.set_ylabel(f"task-average {split} {metric}")
+    return _finish(fig, save)
+
+
+# ------------------------------------------------------------------ text (issue 15)
+def hypergradient_path(frames: Mapping[str, pd.DataFrame], radius: float,
+                       save: str | Path | None = None) -> Figure:
+    """Why learnt weights stay put (``metaweighting.txt`` Eqs. 10–13): left, the size of
+    each weight step alpha ||e_k|| (the part of the hypergradient direction that the
+    constraint lets act), log scale; right, its running sum divided by T (the bound on
+    ||w/T - 1/T||) and the measured ||w/T - 1/T||, against ``radius`` (the distance from
+    uniform weights to a single task).  ``frames``: {label: HypergradProbe.frame()}."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    for (name, df), colour in zip(frames.items(), palette(len(frames))):
+        t = sum(c.startswith("w/") for c in df.columns)
+        axes[0].plot(df["step"], df["step_norm"], color=colour, linewidth=0.8, label=name)
+        axes[1].plot(df["step"], df["step_norm"].cumsum() / t, color=colour, linestyle="--",
+                     linewidth=1.2, label=f"{name}: bound")
+        axes[1].plot(df["step"], df["w_dist"], color=colour, linewidth=1.6,
+                     label=f"{name}: measured")
+    axes[0].set_yscale("log")
+    axes[0].set_xlabel("training step")
+    axes[0].set_ylabel("weight step α‖e_k‖")
+    axes[0].legend(fontsize=7)
+    axes[1].axhline(radius, color="black", linewidth=0.8, linestyle=":")
+    axes[1].annotate("uniform → one task", (0.02, radius), xycoords=("axes fraction", "data"),
+                     fontsize=7, va="bottom")
+    axes[1].set_yscale("log")
+    axes[1].set_xlabel("training step")
+    axes[1].set_ylabel("‖w/T − 1/T‖")
+    axes[1].legend(fontsize=7)
+    return _finish(fig, save)
+
+
+def weight_panels(frames: Mapping[str, pd.DataFrame], tasks: Sequence[str] | None = None,
+                  smooth: int = 1, ncols: int = 3, save: str | Path | None = None) -> Figure:
+    """Task weights against training step, one panel per method on its own y scale
+    (UW's and GradNorm's weights are not on the simplex), wrapped in ``ncols`` columns
+    (``metaweighting.txt`` Figs 8–9, 12).  ``frames``: {method: frame with ``step`` and
+    ``weight/<task>`` columns}; ``tasks`` restricts to those tasks (e.g. the first four)."""
+    n = len(frames)
+    if n == 0:
+        raise ValueError("no weight frames to plot")
+    rows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(rows, min(n, ncols), figsize=(4.0 * min(n, ncols), 2.9 * rows),
+                             squeeze=False)
+    for ax, (name, df) in zip(axes.flat, frames.items()):
+        cols = [c for c in df.columns if c.startswith("weight/")
+                and (tasks is None or c.split("/", 1)[1] in tasks)]
+        if not cols:
+            raise ValueError(f"steps of {name} have no weight/<task> columns")
+        for c, colour in zip(cols, palette(len(cols))):
+            y = df[c].rolling(smooth, min_periods=1).mean()
+            ax.plot(df["step"], y, color=colour, label=c.split("/", 1)[1], linewidth=1.1)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("training step")
+        ax.set_ylabel("task weight")
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
+    axes.flat[0].legend(fontsize=7, title="task", title_fontsize=7)
     return _finish(fig, save)

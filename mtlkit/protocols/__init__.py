@@ -1,0 +1,1 @@
+"""Benchmark protocols: the papers' method rows, models, settings and searches, per notebook."""
