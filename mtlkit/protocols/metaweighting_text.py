@@ -209,6 +209,21 @@ def load_problem(dataset: str, s: Settings, data_dir: str = "", output: str = "i
     return mdata.load(dataset, root=data_dir or None, **kw)
 
 
+def tag(data: MTLData) -> str:
+    """The dataset's name with what it stands in for: "topics (stand-in for 20
+    Newsgroups)", or the bare name of the paper's data (to print next to every number)."""
+    short = data.stands_in_for.split(" (")[0].split(",")[0]
+    return f"{data.name} (stand-in for {short})" if data.stands_in_for else data.name
+
+
+def describe(data: MTLData) -> str:
+    """Two lines: the tasks with their train/val/test sizes, and how a stand-in differs."""
+    sizes = {t: (len(data.train[t]), len(data.val[t]), len(data.test[t]))
+             for t in data.task_names}
+    return (f"{tag(data)}: {len(sizes)} tasks, train/val/test {sizes}\n"
+            f"   differs: {data.differences or '-'}")
+
+
 # ------------------------------------------------------------------ rows
 @dataclass(frozen=True)
 class Row:
@@ -250,7 +265,9 @@ def paper_rows(problem: Problem, encoder: str = "textcnn") -> list[Row]:
             Row("EW", "EW", "paper", note="Uniform: w = 1/T"),
             Row("UW", "UW", "paper", note="Uncertainty (Kendall et al. 2018)"),
             Row("GradNorm", "GradNorm", "paper", note="Chen et al. 2018"),
-            Row("MGDA-UB", "MGDA-UB", "paper", note="Sener & Koltun 2018, on the representation")]
+            Row("MGDA", "MGDA@param", "paper", note="Sener & Koltun 2018, on the shared "
+                "parameters: MGDA-UB needs one representation of the same examples for every "
+                "task, and here each task has its own batch")]
     if encoder == "textcnn":
         rows += [Row("AdvMTL", "AdvMTL", "paper", note="shared-private + discriminator"),
                  Row("TchebycheffAdv", "TchebycheffAdv", "paper",
