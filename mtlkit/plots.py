@@ -267,3 +267,41 @@ def weight_panels(frames: Mapping[str, pd.DataFrame], tasks: Sequence[str] | Non
         ax.set_visible(False)
     axes.flat[0].legend(fontsize=7, title="task", title_fontsize=7)
     return _finish(fig, save)
+
+
+def sweep_boxes(values: pd.DataFrame, xlabel: str, ylabel: str = "task-average test acc",
+                reference: Mapping[str, float] | None = None, title: str = "",
+                save: str | Path | None = None) -> Figure:
+    """Box plots over runs of one value per run against a swept level
+    (``metaweighting.txt`` Figs 4–5), one box colour per group.  ``values``: columns
+    level, group, value (one row per run); ``reference``: {label: y} drawn as horizontal
+    lines (e.g. EW's mean)."""
+    if values.empty:
+        raise ValueError("no values to plot")
+    levels = sorted(values["level"].unique())
+    groups = list(dict.fromkeys(values["group"]))
+    width = 0.8 / len(groups)
+    fig, ax = plt.subplots(figsize=(max(4.5, 0.9 * len(levels) * len(groups) + 2), 3.4))
+    for j, (g, colour) in enumerate(zip(groups, palette(len(groups)))):
+        data, pos = [], []
+        for i, lv in enumerate(levels):
+            v = values[(values["group"] == g) & (values["level"] == lv)]["value"].to_numpy()
+            if v.size:
+                data.append(v)
+                pos.append(i - 0.4 + width * (j + 0.5))
+        if not data:
+            continue
+        box = ax.boxplot(data, positions=pos, widths=width * 0.85, patch_artist=True,
+                         manage_ticks=False)
+        for patch in box["boxes"]:
+            patch.set_facecolor(colour)
+        ax.plot([], [], color=colour, linewidth=6, label=g)
+    for (name, y), ls in zip((reference or {}).items(), ("--", ":", "-.")):
+        ax.axhline(y, color="black", linewidth=0.9, linestyle=ls, label=name)
+    ax.set_xticks(range(len(levels)), [f"{lv:g}" for lv in levels])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    return _finish(fig, save)

@@ -140,6 +140,10 @@ PROFILE_SETTINGS: dict[str, dict[str, Any]] = {
 }
 
 
+#: settings for which 0 is a value (not "by profile"); None leaves them at the profile's
+_ZERO_IS_A_VALUE = frozenset({"train_layers"})
+
+
 def _unset(v: Any) -> bool:
     return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool) and v == 0) \
         or (isinstance(v, (str, list, tuple)) and len(v) == 0)
@@ -152,25 +156,86 @@ def settings(profile: str, data_dir: str = "", **params: Any) -> Settings:
     ``glove_path`` means ``<DATA_DIR>/glove/glove.840B.300d.txt`` (or ``glove.6B.300d.txt``)."""
     if profile not in PROFILE_SETTINGS:
         raise ValueError(f"profile {profile!r}; choose one of {sorted(PROFILE_SETTINGS)}")
-    base = {"alpha_sentiment": 0.1, "alpha_topics": 0.5, **PROFILE_SETTINGS[profile]}
+    base = _resolve({"alpha_sentiment": 0.1, "alpha_topics": 0.5,
+                     **PROFILE_SETTINGS[profile]}, params)
+    if not base["glove_path"]:
+        base["glove_path"] = _default_glove(data_dir)
+    return Settings(**base)
+
+
+@dataclass(frozen=True)
+class TransformerSettings:
+    """Every knob of a transformer run (App. B–C in the ``full`` profile: BERT-base fine-tuned
+    whole, lr 2e-5, batch 32, max length 256, 50 epochs)."""
+
+    datasets: tuple[str, ...]  #: the problems to run
+    seeds: tuple[int, ...]  #: evaluation seeds (App. C: 10 runs per method)
+    n_per_task: int | None  #: examples kept per task of the embedded data (None: all)
+    model: str  #: a Hugging Face name or a local folder ("minilm": the embedded MiniLM)
+    train_layers: int  #: 0: fine-tune every layer on raw text (App. C); k: the top k only
+    max_length: int  #: App. B: 256 tokens
+    epochs: int  #: App. B: 50
+    batch_size: int  #: App. B: 32
+    lr: float  #: App. B: 2e-5
+    query_ratio: float  #: App. B: 0.1
+    lr_grid: tuple[float, ...]  #: App. B's grid, or a part of it on a CPU
+    search_seeds: tuple[int, ...]  #: seeds of the lr search (disjoint from ``seeds``)
+    eval_every: int  #: epochs between validation/test evaluations
+    extras: tuple[str, ...]  #: extra rows
+    alpha_sentiment: float = 0.1  #: App. B
+    alpha_topics: float = 0.5  #: App. B
+    max_len: int = 0  #: unused (the tokenizer cuts at max_length); for :func:`load_problem`
+
+    problem = Settings.problem
+    table = Settings.table
+
+
+_CPU_BERT = dict(model="minilm", train_layers=1, max_length=32, lr=5e-4,
+                 query_ratio=QUERY_RATIO, eval_every=1, extras=("RLW", "AutoLambda"))
+#: the transformer defaults of each profile (notebook 53)
+TRANSFORMER_SETTINGS: dict[str, dict[str, Any]] = {
+    "smoke": dict(datasets=_BOTH, seeds=(0, 1), n_per_task=32, epochs=2, batch_size=8,
+                  lr_grid=(5e-4,), search_seeds=(1000,), **{**_CPU_BERT, "max_length": 24}),
+    "teach": dict(datasets=_BOTH, seeds=(0, 1), n_per_task=120, epochs=6, batch_size=16,
+                  lr_grid=(5e-4,), search_seeds=(1000,), **_CPU_BERT),
+    "paper-cpu": dict(datasets=_BOTH, seeds=tuple(range(5)), n_per_task=200, epochs=8,
+                      batch_size=16, lr_grid=(5e-4,), search_seeds=(1000,), **_CPU_BERT),
+    "full": dict(datasets=("amazon_sentiment", "newsgroups"), seeds=tuple(range(10)),
+                 n_per_task=None, model="bert-base-uncased", train_layers=0, max_length=256,
+                 epochs=50, batch_size=32, lr=2e-5, query_ratio=QUERY_RATIO, lr_grid=LR_GRID,
+                 search_seeds=(1000, 1001), eval_every=1, extras=_ALL_EXTRAS),
+}
+
+
+def transformer_settings(profile: str, **params: Any) -> TransformerSettings:
+    """:class:`TransformerSettings` of ``profile``, parameters as in :func:`settings`."""
+    if profile not in TRANSFORMER_SETTINGS:
+        raise ValueError(f"profile {profile!r}; choose one of {sorted(TRANSFORMER_SETTINGS)}")
+    base = _resolve({"alpha_sentiment": 0.1, "alpha_topics": 0.5,
+                     **TRANSFORMER_SETTINGS[profile]}, params)
+    return TransformerSettings(**base)
+
+
+def _resolve(base: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with the parameters that are set; ``seeds=[s]`` expands to the profile's
+    number of seeds from s; checks the datasets and that search and evaluation seeds differ."""
     bad = sorted(set(params) - set(base))
     if bad:
         raise ValueError(f"unknown setting(s) {bad}; valid: {sorted(base)}")
+    params = dict(params)
     seeds = params.pop("seeds", None)
     if seeds is not None and len(seeds) == 1:
         seeds = tuple(range(int(seeds[0]), int(seeds[0]) + len(base["seeds"])))
     params["seeds"] = seeds
     for k, v in params.items():
-        if not _unset(v):
+        if (v is not None and k in _ZERO_IS_A_VALUE) or not _unset(v):
             base[k] = tuple(v) if isinstance(v, list) else v
-    if not base["glove_path"]:
-        base["glove_path"] = _default_glove(data_dir)
     for d in base["datasets"]:
         problem_of(d)
     if set(base["seeds"]) & set(base["search_seeds"]):
         raise ValueError(f"search seeds {base['search_seeds']} overlap the evaluation seeds "
                          f"{base['seeds']}: the lr search must not see the runs it selects for")
-    return Settings(**base)
+    return base
 
 
 def _default_glove(data_dir: str) -> str:
@@ -183,7 +248,8 @@ def _default_glove(data_dir: str) -> str:
     return str(root / "glove.840B.300d.txt")  # reported as missing when it is read
 
 
-def train_config(s: Settings, device: str, progress: bool = False) -> TrainConfig:
+def train_config(s: Settings | TransformerSettings, device: str,
+                 progress: bool = False) -> TrainConfig:
     """The :class:`~mtlkit.trainer.TrainConfig` of ``s`` (Adam, model selection on the
     validation accuracy; the query split of bi-level methods is ``s.query_ratio``)."""
     return TrainConfig(epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, optimizer="adam",
@@ -191,8 +257,8 @@ def train_config(s: Settings, device: str, progress: bool = False) -> TrainConfi
                        eval_every=min(s.eval_every, s.epochs))
 
 
-def load_problem(dataset: str, s: Settings, data_dir: str = "", output: str = "ids",
-                 seed: int = 0) -> MTLData:
+def load_problem(dataset: str, s: Settings | TransformerSettings, data_dir: str = "",
+                 output: str = "ids", seed: int = 0) -> MTLData:
     """The problem's data: an embedded stand-in (``n_per_task``) or the paper's data
     prepared under ``data_dir`` by ``data_scripts/`` (split seed ``seed``, fixed across the
     training seeds)."""
@@ -378,6 +444,10 @@ def lr_search(rows: Sequence[Row], lr_grid: Sequence[float], seeds: Sequence[int
     todo = [r for r in rows if r.search]
     if not todo or len(lr_grid) < 1:
         return Search({}, pd.DataFrame(columns=["row", "lr", "val_acc", "n_runs"]))
+    if len(lr_grid) == 1:  # nothing to choose: no search runs
+        return Search({r.label: float(lr_grid[0]) for r in todo},
+                      pd.DataFrame({"row": [r.label for r in todo], "lr": float(lr_grid[0]),
+                                    "val_acc": math.nan, "n_runs": 0}))
     recs = []
     for lr in lr_grid:
         cfg = replace(config, lr=float(lr))
@@ -475,3 +545,76 @@ def beats_all_on_average(table: pd.DataFrame) -> tuple[bool | None, str]:
                                           f"[{lo.lo:+.4f}, {lo.hi:+.4f}]" if lo is not None
                                           else ""))
     return verdict, words
+
+
+# ------------------------------------------------------------------ sweeps (Figs 4-5)
+def per_run(records: pd.DataFrame, metric: str = "acc") -> pd.DataFrame:
+    """One row per run: dataset, method, seed and its task-average test ``metric``."""
+    avg = results.per_run_average(records, metric)
+    return avg[["dataset", "method", "seed", "value"]].reset_index(drop=True)
+
+
+def by_seed(values: pd.DataFrame, level: Any) -> pd.Series:
+    """The values of one sweep level, indexed by seed (for paired comparisons)."""
+    return values[values["level"] == level].set_index("seed")["value"].sort_index()
+
+
+def interior_peak(values: pd.DataFrame) -> tuple[bool | None, str]:
+    """The verdict on "as the level grows, the metric first increases and then decreases"
+    (§6.5) from ``values`` (columns level, seed, value): True when the best level (by its
+    mean) is interior and better than both end levels (paired 95% CIs); False when the best
+    is an end level and better than every interior one; None otherwise."""
+    from mtlkit import verdicts
+
+    levels = sorted(values["level"].unique())
+    if len(levels) < 3:
+        return None, f"{len(levels)} levels: no interior level to peak at"
+    means = values.groupby("level")["value"].mean()
+    peak = means.idxmax()
+    if peak in (levels[0], levels[-1]):
+        cs = [verdicts.compare(by_seed(values, peak), by_seed(values, lv))
+              for lv in levels[1:-1]]
+        ok = False if all(c.outcome == "better" for c in cs) else None
+        return ok, (f"best mean at the end level {peak:g} ({means[peak]:.4f}); better than "
+                    f"{sum(c.outcome == 'better' for c in cs)} of {len(cs)} interior levels")
+    cs = [verdicts.compare(by_seed(values, peak), by_seed(values, lv))
+          for lv in (levels[0], levels[-1])]
+    ok = True if all(c.outcome == "better" for c in cs) else None
+    return ok, (f"best mean at the interior level {peak:g} ({means[peak]:.4f}); against the "
+                f"ends: {cs[0].diff:+.4f} [{cs[0].lo:+.4f}, {cs[0].hi:+.4f}] and "
+                f"{cs[1].diff:+.4f} [{cs[1].lo:+.4f}, {cs[1].hi:+.4f}]")
+
+
+def slopes(values: pd.DataFrame) -> pd.Series:
+    """Per seed, the least-squares slope of the value on the level (its change per unit)."""
+    def one(g: pd.DataFrame) -> float:
+        x, y = g["level"].to_numpy(float), g["value"].to_numpy(float)
+        x = x - x.mean()
+        return float((x * (y - y.mean())).sum() / (x * x).sum()) if (x * x).sum() else math.nan
+    return values.groupby("seed")[["level", "value"]].apply(one).sort_index()
+
+
+def insensitive(values: pd.DataFrame, levels: Sequence[float], margin: float
+                ) -> tuple[bool | None, str]:
+    """The verdict on "the metric is not sensitive to the level within ``levels``" (§6.6):
+    True when every pair of those levels is comparable within ``margin`` (whole paired CI
+    of the difference inside [-margin, margin]), False when a pair differs (CI beyond 0),
+    None otherwise."""
+    from mtlkit import verdicts
+
+    have = [float(lv) for lv in sorted(levels) if (values["level"] == lv).any()]
+    if len(have) < 2:
+        return None, f"fewer than two of the levels {list(levels)} were run"
+    pairs = [(a, b) for i, a in enumerate(have) for b in have[i + 1:]]
+    cs = [verdicts.compare(by_seed(values, a), by_seed(values, b)) for a, b in pairs]
+    widest = max(cs, key=lambda c: max(abs(c.lo), abs(c.hi)))
+    if all(c.comparable(margin) for c in cs):
+        ok: bool | None = True
+    elif any(c.outcome != "indistinguishable" for c in cs):
+        ok = False
+    else:
+        ok = None
+    return ok, (f"levels {have}: {sum(c.comparable(margin) for c in cs)} of {len(cs)} pairs "
+                f"within ±{margin:g}, {sum(c.outcome != 'indistinguishable' for c in cs)} "
+                f"differ; widest difference {widest.diff:+.4f} [{widest.lo:+.4f}, "
+                f"{widest.hi:+.4f}]")

@@ -105,7 +105,7 @@ class Diagnosis:
         return {"label": self.label, "T": self.T, "steps K": self.steps, "alpha": self.alpha,
                 "constraint": self.constraint, "eta/T": self.eta_over_T,
                 "median |<g^q,g^s>|": self.inner_product, "median ||d_t||": self.row_norm,
-                "min-norm shrink ||d_c||/||d_t||": self.shrink,
+                "||d_c||/||d_t|| (min-norm shrinks, a sum grows)": self.shrink,
                 "acting share ||e||/||d_c||": self.acting_share,
                 "median step alpha||e_k||": float(self.frame["step_norm"].median()),
                 "bound on ||w/T - 1/T||": self.bound, "moved ||w/T - 1/T||": self.moved,
