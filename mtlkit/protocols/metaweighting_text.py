@@ -126,7 +126,7 @@ PROFILE_SETTINGS: dict[str, dict[str, Any]] = {
                   batch_size=32, lr=1e-3, num_filters=32, kernel_sizes=(3, 5, 7), dropout=0.5,
                   glove_path="embedded", glove_dim=50, query_ratio=QUERY_RATIO,
                   lr_grid=(1e-3, 5e-3), search_seeds=(1000,), eval_every=1,
-                  extras=("RLW", "AutoLambda", "DWA", "PCGrad", "CAGrad", "Nash-MTL")),
+                  extras=("RLW", "AutoLambda")),
     "paper-cpu": dict(datasets=_BOTH, seeds=tuple(range(10)), n_per_task=400, max_len=32,
                       epochs=15, batch_size=32, lr=1e-3, num_filters=32,
                       kernel_sizes=(3, 5, 7), dropout=0.5, glove_path="embedded", glove_dim=50,
@@ -368,6 +368,13 @@ def extra_rows(names: Sequence[str], exclude: Sequence[str] = ()) -> list[Row]:
     if bad:
         raise ValueError(f"unknown extra row(s) {bad}; choose from {list(known)} or ['all']")
     return [known[n] for n in names if n not in set(exclude)]
+
+
+def fixed_lr_row(label: str, lr: float) -> Row:
+    """``label`` (e.g. EW) at the fixed learning rate MetaWeighting trains with, not
+    searched: the like-for-like reference for MetaWeighting's fixed lr (App. B)."""
+    return Row(f"{label} (lr {lr:g}, not searched)", label, "extra", search=False,
+               note="at MetaWeighting's fixed lr: what the lr search adds")
 
 
 def acting_row(row: Row, alpha: float) -> Row:

@@ -260,11 +260,14 @@ def transformer_factory(name_or_path: str | None, max_length: int) -> EncoderFac
 
 
 def textcnn_factories(data: MTLData, glove: GloVe, num_filters: int = 100,
-                      kernel_sizes: tuple[int, ...] = (3, 5, 7), dropout: float = 0.5
+                      kernel_sizes: tuple[int, ...] = (3, 5, 7), dropout: float = 0.5,
+                      adv_weight: float = 0.05, orth_weight: float = 0.01
                       ) -> dict[str, Callable[[int], nn.Module]]:
-    """``{arch: seed -> model}`` for both architectures over one TextCNN recipe (App. B)."""
+    """``{arch: seed -> model}`` for both architectures over one TextCNN recipe (App. B);
+    the shared-private model with the adversarial and orthogonality weights given."""
     enc = textcnn_factory(data.meta["vocab"], glove, num_filters, kernel_sizes, dropout)
-    return {a: model_factory(a, data, enc) for a in ARCHS}
+    return {"HPS": model_factory("HPS", data, enc),
+            "SharedPrivate": model_factory("SharedPrivate", data, enc, adv_weight, orth_weight)}
 
 
 def transformer_factories(data: MTLData, model: str, train_layers: int, max_length: int
@@ -279,3 +282,28 @@ def transformer_factories(data: MTLData, model: str, train_layers: int, max_leng
         return data, {"HPS": model_factory("HPS", data, transformer_factory(name, max_length))}
     cached, enc = cached_transformer(data, name, train_layers, max_length)
     return cached, {"HPS": model_factory("HPS", cached, enc)}
+
+
+def relative_orth_weight(data: MTLData, encoder: EncoderFactory, relative: float = 0.01,
+                         batch_size: int = 32, seed: int = 0) -> float:
+    """The orthogonality weight gamma at which gamma * sum_t ||S_t^T P_t||_F^2 equals
+    ``relative`` times the mean task loss at initialisation, on one training batch per task.
+
+    Liu et al. (2017) set gamma = 0.01 for LSTM states, which are bounded by tanh; max-pooled
+    ReLU features of a TextCNN are not, and on them the same gamma makes the penalty ~1e4
+    times the task loss, which then drives training (accuracy collapses, measured in
+    notebook 50).  Read as "the penalty at 1% of the task loss", gamma carries over."""
+    import torch.nn.functional as F
+    from torch.utils.data import DataLoader
+
+    model = model_factory("SharedPrivate", data, encoder, adv_weight=0.0, orth_weight=1.0)(seed)
+    model.train()
+    losses = []
+    with torch.no_grad():
+        for t in model.tasks:
+            x, y = next(iter(DataLoader(data.train[t], batch_size=batch_size, shuffle=False)))
+            losses.append(float(F.cross_entropy(model(x, [t])[t], y)))
+        orth = model.auxiliary_loss()
+    if orth is None or not float(orth) > 0:
+        raise ValueError("the orthogonality term is zero at initialisation; set the weight")
+    return relative * (sum(losses) / len(losses)) / float(orth)
