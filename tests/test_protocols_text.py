@@ -385,3 +385,26 @@ def test_weights_frame_thins():
             return {"MW": steps}
     wf = P.weights_frame(G_(), "x", ["MW", "absent"], max_points=100)
     assert len(wf) == 100 and list(wf.columns[:3]) == ["dataset", "method", "step"]
+
+
+def test_relative_orth_weight_puts_the_penalty_at_a_share_of_the_task_loss():
+    from torch.utils.data import DataLoader
+
+    d = data()
+    gamma = M.relative_orth_weight(d, Enc, relative=0.01, batch_size=8, seed=2)
+    model = M.model_factory("SharedPrivate", d, Enc, adv_weight=0.0, orth_weight=gamma)(2).eval()
+    with torch.no_grad():
+        ce, orth = [], 0.0
+        for t in TASKS:
+            x, y = next(iter(DataLoader(d.train[t], batch_size=8)))
+            ce.append(nn.functional.cross_entropy(model(x, [t])[t], y).item())
+            s, p = model.shared(x), model.private[t](x)
+            orth += float(((s.T @ p) ** 2).sum())
+    assert gamma * orth == pytest.approx(0.01 * np.mean(ce), rel=1e-4)
+    m = M.model_factory("SharedPrivate", d, Enc, adv_weight=0.3, orth_weight=gamma)(0)
+    assert (m.adv_weight, m.orth_weight) == (0.3, gamma)
+
+
+def test_fixed_lr_row():
+    r = P.fixed_lr_row("EW", 1e-3)
+    assert not r.search and r.method().name == "EW" and r.group == "extra" and "0.001" in r.label

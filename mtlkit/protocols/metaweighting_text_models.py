@@ -297,7 +297,7 @@ def relative_orth_weight(data: MTLData, encoder: EncoderFactory, relative: float
     from torch.utils.data import DataLoader
 
     model = model_factory("SharedPrivate", data, encoder, adv_weight=0.0, orth_weight=1.0)(seed)
-    model.train()
+    model.eval()  # no dropout: the same weight for the same data and seed
     losses = []
     with torch.no_grad():
         for t in model.tasks:
