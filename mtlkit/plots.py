@@ -305,3 +305,33 @@ def sweep_boxes(values: pd.DataFrame, xlabel: str, ylabel: str = "task-average t
         ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
     return _finish(fig, save)
+
+
+def method_clusters(records: pd.DataFrame, methods: Sequence[str], metric: str = "acc",
+                    split: str = "test", title: str = "", save: str | Path | None = None
+                    ) -> Figure:
+    """``metaweighting.txt`` Figs 2–3, 10–11 for many methods: one column per task, in it one
+    cluster per method, one point per run; colours cycle through the Okabe-Ito palette and
+    each cycle gets its own marker, so no two methods look alike; the legend sits outside."""
+    df = _selected(records, split, metric)
+    tasks = list(dict.fromkeys(df["task"]))
+    markers = ["o", "s", "^", "D", "v"]
+    width = 0.8 / len(methods)
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.3 * len(tasks) + 2.5), 3.8))
+    rng = np.random.default_rng(0)  # jitter only; does not touch the global RNG
+    for j, m in enumerate(methods):
+        colour, marker = OKABE_ITO[j % 8], markers[(j // 8) % len(markers)]
+        for i, t in enumerate(tasks):
+            v = df[(df["method"] == m) & (df["task"] == t)]["value"].to_numpy()
+            x = i - 0.4 + width * (j + 0.5) + rng.uniform(-width / 4, width / 4, v.size)
+            ax.scatter(x, v, s=16, color=colour, marker=marker, label=m if i == 0 else None,
+                       edgecolor="black", linewidth=0.3)
+    for i in range(1, len(tasks)):
+        ax.axvline(i - 0.5, color="0.85", linewidth=0.8, zorder=0)
+    ax.set_xticks(range(len(tasks)), tasks, rotation=30 if len(tasks) > 6 else 0)
+    ax.set_xlabel("task")
+    ax.set_ylabel(f"{split} {metric}")
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    return _finish(fig, save)

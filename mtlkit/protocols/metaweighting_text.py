@@ -194,7 +194,7 @@ _CPU_BERT = dict(model="minilm", train_layers=1, max_length=32, lr=5e-4,
                  query_ratio=QUERY_RATIO, eval_every=1, extras=("RLW", "AutoLambda"))
 #: the transformer defaults of each profile (notebook 53)
 TRANSFORMER_SETTINGS: dict[str, dict[str, Any]] = {
-    "smoke": dict(datasets=_BOTH, seeds=(0, 1), n_per_task=32, epochs=2, batch_size=8,
+    "smoke": dict(datasets=_BOTH, seeds=(0, 1), n_per_task=24, epochs=1, batch_size=8,
                   lr_grid=(5e-4,), search_seeds=(1000,), **{**_CPU_BERT, "max_length": 24}),
     "teach": dict(datasets=_BOTH, seeds=(0, 1), n_per_task=120, epochs=6, batch_size=16,
                   lr_grid=(5e-4,), search_seeds=(1000,), **_CPU_BERT),
