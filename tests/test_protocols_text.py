@@ -23,6 +23,7 @@ from mtlkit.protocols import metaweighting_text as P
 from mtlkit.protocols import metaweighting_text_diagnosis as Dg
 from mtlkit.protocols import metaweighting_text_gap as G
 from mtlkit.protocols import metaweighting_text_models as M
+from mtlkit.protocols import metaweighting_text_verdicts as V
 from mtlkit.trainer import TrainConfig, Trainer, split_support_query
 from mtlkit.weighting.metaweighting import project_simplex
 
@@ -349,14 +350,14 @@ def test_versus_and_beats_all():
     rec = fake_records({"MW": {"t1": up, "t2": up, "t3": base},
                         "EW": {"t1": base, "t2": base, "t3": base},
                         "UW": {"t1": base, "t2": [v - 0.2 for v in base], "t3": up}})
-    vs = P.versus(rec, "MW", ["EW", "UW"])
+    vs = V.versus(rec, "MW", ["EW", "UW"])
     out = vs.set_index(["task", "baseline"])["outcome"]
     assert out["t1", "EW"] == "better" and out["t3", "UW"] == "worse"
     assert out["t3", "EW"] == "indistinguishable"
-    ok, words = P.beats_all(vs)
+    ok, words = V.beats_all(vs)
     assert ok is False and "2 of 3" in words  # t3 is lost to UW
-    assert P.beats_all(vs, share=2 / 3)[0] is True
-    ok, _ = P.beats_all_on_average(vs)
+    assert V.beats_all(vs, share=2 / 3)[0] is True
+    ok, _ = V.beats_all_on_average(vs)
     assert ok is None or ok is True
 
 
@@ -366,15 +367,15 @@ def test_sweep_verdicts():
     peak = pd.DataFrame([{"level": lv, "seed": s, "value": m + noise[s]}
                          for lv, m in ((0.05, 0.5), (0.1, 0.6), (0.3, 0.55))
                          for s in seeds])
-    assert P.interior_peak(peak)[0] is True
+    assert V.interior_peak(peak)[0] is True
     mono = peak.assign(value=peak["level"] + pd.Series(noise * 3).to_numpy() * 0)
-    assert P.interior_peak(mono)[0] is False
-    sl = P.slopes(peak)
+    assert V.interior_peak(mono)[0] is False
+    sl = V.slopes(peak)
     x = np.array([0.05, 0.1, 0.3])
     assert sl[0] == pytest.approx(np.polyfit(x, [0.5, 0.6, 0.55], 1)[0])
     flat = peak.assign(value=0.6 + peak["seed"].map(dict(enumerate(noise))))
-    assert P.insensitive(flat, [0.05, 0.1, 0.3], 0.01)[0] is True
-    assert P.insensitive(peak, [0.05, 0.1], 0.01)[0] is False
+    assert V.insensitive(flat, [0.05, 0.1, 0.3], 0.01)[0] is True
+    assert V.insensitive(peak, [0.05, 0.1], 0.01)[0] is False
 
 
 def test_weights_frame_thins():
