@@ -7,8 +7,8 @@ the same model and batches:
 
 * EW            one forward, one backward of the mean loss (the cheapest step)
 * floor         2 forwards + 2T ``torch.autograd.grad`` calls, results discarded
-* MetaWeighting ``GradEngine(model, MetaWeighting).step(..., query=...)``
-* AutoLambda    ``GradEngine(model, AutoLambda).step(...)`` (no query batch)
+* MetaWeighting ``make_engine(model, MetaWeighting).step(..., query=...)``
+* AutoLambda    ``make_engine(model, AutoLambda).step(...)`` (no query batch)
 
 and prints the medians and the ratios MetaWeighting/floor and */EW as JSON.
 
@@ -44,7 +44,7 @@ from torch import nn
 from mtlkit import weighting as W
 from mtlkit.arch import HPS
 from mtlkit.encoders import TextCNN
-from mtlkit.grads import GradEngine
+from mtlkit.engine import make_engine
 
 
 def dense_problem(a: argparse.Namespace):
@@ -136,7 +136,7 @@ def main() -> None:
     def engine_step(name: str, **kw):
         strat = W.get(name, **kw)
         strat.attach(model, opt)
-        eng = GradEngine(model, strat)
+        eng = make_engine(model, strat)
         query = (xq, yq) if strat.needs_query else None
 
         def run():

@@ -5,7 +5,7 @@ For each registered strategy (bi-level ones excepted: see
 (loss-only strategies: the ``losses`` path; gradient strategies: ``param`` and
 ``rep``) this times one full training step,
 
-    optimizer.zero_grad(); GradEngine(model, strategy, mode).step(x, y, criteria); optimizer.step()
+    optimizer.zero_grad(); make_engine(model, strategy, mode).step(x, y, criteria); optimizer.step()
 
 on the same model and batch.  Configurations are interleaved in rounds (so that
 drift in machine load hits all of them alike); each round runs ``--warmup``
@@ -55,7 +55,7 @@ from torch.nn import functional as F
 
 from mtlkit import weighting as W
 from mtlkit.arch import HPS
-from mtlkit.grads import GradEngine
+from mtlkit.engine import make_engine
 from mtlkit.weighting.base import LOSSES
 
 TARGETS = {"losses": 1.03, "rep": 1.15, "param": 2.2}  # nyuv2 on an H100
@@ -182,8 +182,9 @@ def cases(only: list[str] | None) -> list[tuple[str, str]]:
 def time_case(model, x, y, crit, name, mode, steps, warmup, device, amp, batched,
               clock=time.perf_counter):
     """Per-step times (seconds) of ``steps`` training steps after ``warmup``."""
-    strategy = W.get(name)
-    engine = GradEngine(model, strategy, mode, batched=batched)
+    # methods defined on another architecture (AdvMTL: SharedPrivate) time their weighting
+    strategy = W.get(name, **({"allow_without_discriminator": True} if W.get(name).arch else {}))
+    engine = make_engine(model, strategy, mode, batched=batched)
     opt = torch.optim.SGD(model.parameters(), lr=1e-7, momentum=0.9)
     strategy.attach(model, opt)
     cuda = device.startswith("cuda")

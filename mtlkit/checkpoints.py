@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from mtlkit.nb import jsonable
+from mtlkit.utils import jsonable
 
 LAST, PREV = "checkpoint.pt", "checkpoint.prev.pt"
 FORMAT = "mtlkit-checkpoint/2"  #: written in every checkpoint; others are refused
@@ -371,3 +371,57 @@ class RunCheckpoints:
                     "checkpoint_every to save during training)")
         return (f"cannot resume: {path} does not exist, but {self.run_dir} is not empty: "
                 f"{what}. {self._choices(path) if path == self.last else _AFRESH + '.'}")
+
+
+# ------------------------------------------------------------------ a run's state
+def capture(objects: Mapping[str, Any], *parts: Any, **values: Any) -> dict[str, Any]:
+    """A run's state: ``objects``' ``state_dict()`` under their names (None stays None: e.g.
+    no scheduler), every part's ``state()`` merged in, and ``values``."""
+    state = {k: None if v is None else v.state_dict() for k, v in objects.items()}
+    for part in parts:
+        state.update(part.state())
+    return {**state, **values}
+
+
+def restore(state: Mapping[str, Any], objects: Mapping[str, Any], *parts: Any) -> None:
+    """The inverse of :func:`capture` for ``objects`` and ``parts`` (in that order)."""
+    for k, v in objects.items():
+        if v is not None:
+            v.load_state_dict(state[k])
+    for part in parts:
+        part.load(state)
+
+
+# ------------------------------------------------------------------ opening a run's folder
+def fresh_dir(path: Path) -> Path:
+    """``path`` if it does not exist or is empty, else ``path-1``, ``path-2``, ...
+
+    The directory is claimed by creating ``.run`` exclusively (``O_EXCL``), so two
+    processes starting at once never share a directory."""
+    i = 0
+    while True:
+        cand = path if i == 0 else path.with_name(f"{path.name}-{i}")
+        i += 1
+        if cand.exists() and any(cand.iterdir()):
+            continue
+        cand.mkdir(parents=True, exist_ok=True)
+        try:
+            os.close(os.open(cand / ".run", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            continue
+        return cand
+
+
+def open_run(run_dir: str | Path, identity: Mapping[str, Any], resume: bool | str
+             ) -> tuple[RunCheckpoints, dict[str, Any] | None]:
+    """The checkpoints of the folder a run trains in, and the state it continues from.
+
+    ``resume=False``: a fresh folder (``run_dir``, or ``run_dir-1``, ... when it is not
+    empty) and None.  ``resume=True`` / ``"prev"``: ``run_dir`` and the state of its last /
+    previous checkpoint (see :meth:`RunCheckpoints.resume`; an absent or empty ``run_dir``
+    starts afresh there)."""
+    store = RunCheckpoints(run_dir)
+    state = store.resume(identity, "last" if resume is True else resume) if resume else None
+    if state is None:
+        store = RunCheckpoints(fresh_dir(Path(run_dir)))  # only once the folder is ours
+    return store, state

@@ -22,7 +22,6 @@ Used by ``notebooks/50_benchmark_text_classification.ipynb`` and
 from __future__ import annotations
 
 import ast
-import inspect
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -36,6 +35,7 @@ from mtlkit import results
 from mtlkit import weighting as W
 from mtlkit.data.base import MTLData
 from mtlkit.trainer import TrainConfig, Trainer
+from mtlkit.utils import slug
 
 #: shorthand labels of the papers' table rows -> (strategy, hyper-parameters, mode)
 ALIASES: dict[str, tuple[str, dict[str, Any], str]] = {
@@ -57,12 +57,22 @@ class Method:
     mode: str = "auto"
 
     def build(self, seed: int = 0, **extra: Any) -> W.Weighting:
-        """The strategy, with ``seed`` passed to strategies that take one."""
+        """The strategy (built once), with ``seed`` passed to strategies that take one
+        unless the spec or ``extra`` fixes it."""
         hp = {**self.hparams, **extra}
-        cls = type(W.get(self.name, **hp))
-        if "seed" in inspect.signature(cls.__init__).parameters and "seed" not in hp:
-            hp["seed"] = int(seed)
+        if "seed" not in hp:
+            try:  # the registry refuses an unknown hyper-parameter before building anything
+                return W.get(self.name, **hp, seed=int(seed))
+            except ValueError as e:
+                if "'seed'" not in str(e):
+                    raise
         return W.get(self.name, **hp)
+
+    def strategies(self, seed: int, n_tasks: int) -> list[W.Weighting]:
+        """The strategy to train, or for ``STL`` one single-task strategy per task."""
+        if self.name == "STL":
+            return [self.build(seed, task=i) for i in range(n_tasks)]
+        return [self.build(seed)]
 
 
 def _value(text: str) -> Any:
@@ -109,8 +119,9 @@ def available(specs: Sequence[str]) -> tuple[list[Method], list[str]]:
 
 
 @dataclass
-class Run:
-    """One method x seed: tidy records, per-step log (None for STL) and status."""
+class MethodRun:
+    """The outcome of one method x seed: tidy records, per-step log (None for STL) and
+    whether every logged loss and weight is finite."""
 
     method: str
     seed: int
@@ -126,7 +137,7 @@ def _finite(steps: pd.DataFrame) -> bool:
 
 
 def run_one(method: Method | str, data: MTLData, make_model: Callable[[int], Any],
-            config: TrainConfig, seed: int, run_dir: str | Path) -> Run:
+            config: TrainConfig, seed: int, run_dir: str | Path) -> MethodRun:
     """Train ``method`` (``STL`` = one run per task, merged) with ``seed``.
 
     ``make_model(seed)`` returns a fresh :class:`~mtlkit.arch.base.MTLModel`;
@@ -138,27 +149,23 @@ def run_one(method: Method | str, data: MTLData, make_model: Callable[[int], Any
     run_dir = Path(run_dir)
     if m.name == "STL":
         per_task, finite, steps = {}, True, []
-        for i, t in enumerate(data.task_names):
-            r = Trainer(make_model(seed), m.build(seed, task=i), data, cfg,
+        for t, w in zip(data.task_names, m.strategies(seed, len(data.task_names))):
+            r = Trainer(make_model(seed), w, data, cfg,
                         run_dir=run_dir / f"STL-{t}-s{seed}", labels={"method": m.label}).fit()
             per_task[t], finite = r.records, finite and _finite(r.steps)
             steps.append(r.steps)
         rec = results.merge_single_task(per_task, method=m.label)
-        return Run(m.label, seed, rec, None, float(rec["wall_time"].iloc[0]), finite)
+        return MethodRun(m.label, seed, rec, None, float(rec["wall_time"].iloc[0]), finite)
     r = Trainer(make_model(seed), m.build(seed), data, cfg,
-                run_dir=run_dir / f"{_slug(m.label)}-s{seed}", labels={"method": m.label}).fit()
-    return Run(m.label, seed, r.records, r.steps, r.epoch_time, _finite(r.steps))
-
-
-def _slug(label: str) -> str:
-    return re.sub(r"[^\w\-]+", "_", label).strip("_")
+                run_dir=run_dir / f"{slug(m.label)}-s{seed}", labels={"method": m.label}).fit()
+    return MethodRun(m.label, seed, r.records, r.steps, r.epoch_time, _finite(r.steps))
 
 
 @dataclass
 class Grid:
     """Every run of a benchmark grid, with all records concatenated."""
 
-    runs: list[Run]
+    runs: list[MethodRun]
     skipped: list[str]
 
     @property
@@ -210,13 +217,6 @@ def run_grid(methods: Sequence[str | Method], seeds: Sequence[int], data: MTLDat
     return Grid(runs, skipped)
 
 
-def _one_batch(dataset, batch_size: int):
-    from torch.utils.data import DataLoader
-
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    return next(iter(loader))
-
-
 def step_times(methods: Sequence[str | Method], data: MTLData,
                make_model: Callable[[int], Any], config: TrainConfig, rounds: int = 3,
                steps: int = 5, warmup: int = 2) -> pd.Series:
@@ -225,10 +225,11 @@ def step_times(methods: Sequence[str | Method], data: MTLData,
     Δt from the epoch times of a sequential grid is exposed to drift in the
     machine's load (one method runs while the machine is busy, the next while
     it is idle).  Here every method gets ``warmup`` untimed then ``steps``
-    timed steps (zero_grad, engine step, optimizer step, on one fixed batch;
-    bi-level strategies use it as the query batch too) in each of ``rounds``
-    rounds, methods in turn (the order rotates by one each round), and the
-    median over all timed steps is kept.
+    timed steps of :meth:`Trainer.step <mtlkit.trainer.Trainer.step>` (the
+    trainer's own step, with ``config``'s optimizer, clipping and AMP), on one
+    fixed batch (bi-level strategies use it as the query batch too), in each of
+    ``rounds`` rounds, methods in turn (the order rotates by one each round),
+    and the median over all timed steps is kept.
     ``STL`` is the sum over tasks of the single-task steps.
     """
     import statistics
@@ -236,47 +237,27 @@ def step_times(methods: Sequence[str | Method], data: MTLData,
 
     import torch
 
-    from mtlkit.grads import GradEngine
-    from mtlkit.losses import criteria_for
-    from mtlkit.trainer import to_device
-
     if rounds < 1 or steps < 1 or warmup < 0:
         raise ValueError("rounds and steps must be >= 1 and warmup >= 0")
-    dev = torch.device(config.device)
-    if data.homogeneous:
-        parts = {t: _one_batch(data.train[t], config.batch_size) for t in data.task_names}
-        batch = ({t: p[0] for t, p in parts.items()}, {t: p[1] for t, p in parts.items()})
-    else:
-        batch = tuple(_one_batch(data.train, config.batch_size))
-    xs, ys = to_device(batch[0], dev), to_device(batch[1], dev)
-    crit = criteria_for(data.tasks)
-    ms = [parse_method(m) if isinstance(m, str) else m for m in methods]
-    setups: dict[str, list] = {}
-    for m in ms:
-        tasks = range(len(data.task_names)) if m.name == "STL" else [None]
-        setups[m.label] = []
-        for i in tasks:
-            model = make_model(0).to(dev)
-            w = m.build(0, task=i) if i is not None else m.build(0)
-            opt = torch.optim.Adam(model.parameters(), lr=config.lr)
-            w.reset()
-            w.attach(model, opt)
-            setups[m.label].append((model, GradEngine(model, w, m.mode), opt, w.needs_query))
-    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    setups: dict[str, list[Trainer]] = {}
+    for m in (parse_method(m) if isinstance(m, str) else m for m in methods):
+        setups[m.label] = [Trainer(make_model(0), w, data, replace(config, mode=m.mode))
+                           for w in m.strategies(0, len(data.task_names))]
+        for tr in setups[m.label]:
+            tr.prepare()
+    first = next(iter(setups.values()))[0]
+    xs, ys = first.batches.draw()
+    sync = torch.cuda.synchronize if first.device.type == "cuda" else (lambda: None)
     times: dict[str, list[float]] = {k: [] for k in setups}
     order = list(setups)
     for r in range(rounds):
         shift = r % len(order)  # rotate, so that no method is always first in a round
         for label in order[shift:] + order[:shift]:
-            parts = setups[label]
             for k in range(warmup + steps):
                 sync()
                 t0 = time.perf_counter()
-                for model, engine, opt, nq in parts:
-                    model.train()
-                    opt.zero_grad(set_to_none=True)
-                    engine.step(xs, ys, crit, query=(xs, ys) if nq else None)
-                    opt.step()
+                for tr in setups[label]:
+                    tr.step(xs, ys, query=(xs, ys) if tr.weighting.needs_query else None)
                 sync()
                 if k >= warmup:
                     times[label].append(time.perf_counter() - t0)

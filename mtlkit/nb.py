@@ -15,15 +15,14 @@ then calls ``cfg = mtlkit.nb.setup(globals())``, which
 from __future__ import annotations
 
 import json
-import math
 import os
-import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mtlkit.profiles import PROFILES
+from mtlkit.utils import jsonable, seed_everything  # also mtlkit.nb.jsonable, .seed_everything
 
 _CLAIMS: list[dict[str, Any]] = []
 _STATE: dict[str, Any] = {"out_dir": None}
@@ -101,18 +100,6 @@ def resolve_device(name: str) -> Any:
     if dev.type == "mps" and not torch.backends.mps.is_available():
         raise SetupError(f"DEVICE={name!r} but MPS is not available here; use 'auto' or 'cpu'")
     return dev
-
-
-def seed_everything(seed: int) -> None:
-    """Seed random, NumPy and torch (CPU and every CUDA device)."""
-    import numpy as np
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    if torch.cuda.is_available():
-        torch.cuda.manual_seed_all(seed)
 
 
 def setup(ns: dict[str, Any], *, quiet: bool = False) -> Config:
@@ -266,21 +253,6 @@ def save_metrics(metrics: Mapping[str, Any], out_dir: str | Path | None = None) 
     tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
     os.replace(tmp, path)
     return path
-
-
-def jsonable(v: Any) -> Any:
-    """``v`` with tensors/arrays as lists, non-finite floats and paths/devices as strings."""
-    if hasattr(v, "tolist"):
-        v = v.tolist()
-    if isinstance(v, float) and not math.isfinite(v):
-        return str(v)
-    if isinstance(v, Mapping):
-        return {str(k): jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [jsonable(x) for x in v]
-    if isinstance(v, (str, int, float, bool)) or v is None:
-        return v
-    return str(v)
 
 
 def out_dir() -> Path:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from mtlkit.runs import status_of  # noqa: E402 (after the path)
+from mtlkit.batch.runs import status_of  # noqa: E402 (after the path)
 
 
 def title_cell(path: Path) -> str:

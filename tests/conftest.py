@@ -27,7 +27,9 @@ from hypothesis import settings
 
 settings.register_profile("ci", derandomize=True, database=None, deadline=None,
                           print_blob=True)
-settings.register_profile("dev", deadline=None, print_blob=True)
+# derandomize=False explicitly: Hypothesis derandomizes its default settings when it
+# detects a CI environment, and a profile inherits them unless it says otherwise.
+settings.register_profile("dev", derandomize=False, deadline=None, print_blob=True)
 
 
 def hypothesis_profile(env: dict[str, str] | os._Environ = os.environ) -> str:

@@ -17,7 +17,7 @@ from mtlkit.arch.mmoe import MMoE
 from mtlkit.arch.mtan import MTAN
 from mtlkit.arch.nddr import NDDR, NDDRLayer
 from mtlkit.encoders.vision import LinearHead, Stages, conv_stages
-from mtlkit.grads import GradEngine
+from mtlkit.engine import GradEngine
 from mtlkit.weighting.base import PARAM, REP, Weighting, weighted_direction
 
 TASKS = ("a", "b", "c")

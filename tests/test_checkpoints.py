@@ -254,6 +254,8 @@ def _strategy_cases():
     out = []
     for name in weighting.names():
         hp = {"task": 0} if name == "STL" else {}
+        if weighting.get(name).arch:  # AdvMTL, TchebycheffAdv on this HPS model: opt in
+            hp["allow_without_discriminator"] = True
         mode = "param" if name == "GradDrop" else "auto"  # per-task reps: param mode
         out.append(pytest.param(name, hp, mode, id=name))
     return out

@@ -54,6 +54,17 @@ def test_registry_lists_every_benchmark():
         registry.load("imagenet")
 
 
+def test_dataset_names_follow_the_one_registry_rule():
+    """The datasets are looked up like strategies and architectures (mtlkit.registry): case,
+    '-' and '_' do not matter, and an unknown name lists the choices."""
+    assert registry.DATASETS.key("Multi-Fashion-MNIST") == "multi_fashion_mnist"
+    assert registry.DATASETS.key("NYUv2") == "nyuv2"
+    assert registry.names("all")[:2] == ["topics", "sentiment"]  # embedded first, as listed
+    assert set(registry.DATASETS.names()) == set(registry.names("all"))
+    with pytest.raises(ValueError, match="unknown dataset 'imagenet'; choose one of: .*topics"):
+        registry.load("imagenet")
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_loads_fixture_with_expected_sizes(trees, name):
     root, f = trees[name]

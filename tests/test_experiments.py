@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -133,3 +134,37 @@ def test_step_times_interleaved_and_stl_costs_more():
     assert t["STL"] > t["EW"]  # T single-task steps against one shared step
     with pytest.raises(ValueError):
         E.step_times(["EW"], _data(), _model, CFG, rounds=0)
+
+
+def test_step_times_uses_the_configured_optimizer(monkeypatch):
+    """step_times times the trainer's own step: SGD when the config says SGD (it used to
+    build Adam whatever the config said)."""
+    calls = {"Adam": 0, "SGD": 0}
+    for name in calls:
+        cls = getattr(torch.optim, name)
+        monkeypatch.setattr(cls, "step", lambda self, closure=None, _n=name: calls.__setitem__(
+            _n, calls[_n] + 1))
+    sgd = TrainConfig(epochs=1, batch_size=16, progress=False, optimizer="sgd", lr=0.1)
+    E.step_times(["EW", "UW"], _data(), _model, sgd, rounds=1, steps=2, warmup=1)
+    assert calls == {"Adam": 0, "SGD": 2 * 3}  # 2 methods x (1 warm-up + 2 timed) steps
+    # (UW's log-variances take their own functional Adam step inside combine)
+
+
+def test_a_method_builds_its_strategy_once(monkeypatch):
+    from mtlkit.weighting.ew import EW
+    from mtlkit.weighting.rlw import RLW
+
+    built = []
+
+    def counted(init):
+        @functools.wraps(init)  # keeps the signature the registry checks
+        def wrapper(self, *a, **k):
+            built.append(type(self).__name__)
+            init(self, *a, **k)
+        return wrapper
+
+    for cls in (RLW, EW):
+        monkeypatch.setattr(cls, "__init__", counted(cls.__init__))
+    assert E.parse_method("RLW-normal").build(3).seed == 3
+    assert E.parse_method("EW").build(3).name == "EW"
+    assert built == ["RLW", "EW"]

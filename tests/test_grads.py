@@ -9,7 +9,7 @@ from torch import nn
 from mtlkit import weighting as W
 from mtlkit.arch import HPS
 from mtlkit.arch.base import MTLModel
-from mtlkit.grads import GradEngine, per_task_grads
+from mtlkit.engine import GradEngine, per_task_grads
 from mtlkit.weighting.base import PARAM, REP, Weighting
 
 TASKS = ("a", "b", "c")
@@ -211,3 +211,48 @@ def test_a_step_reads_nothing_on_the_host(name, mode, monkeypatch):
     for attr in ("item", "cpu", "tolist", "numpy"):
         monkeypatch.setattr(torch.Tensor, attr, boom)
     eng.step(x, y, CRIT)
+
+
+# ------------------------------------------------------- the factory and the two engines
+def test_make_engine_picks_by_the_strategys_needs():
+    from mtlkit import grads
+    from mtlkit.engine import BilevelEngine, make_engine
+
+    model = hps()
+    assert type(make_engine(model, W.get("MGDA"), "rep")) is GradEngine
+    bi = make_engine(model, W.get("MetaWeighting", eta=0.1))
+    assert type(bi) is BilevelEngine and bi.mode == PARAM
+    # the earlier spelling, mtlkit.grads.GradEngine, picks the same way
+    assert type(grads.GradEngine(model, W.get("MetaWeighting", eta=0.1))) is BilevelEngine
+    assert type(grads.GradEngine(model, W.get("EW"))) is GradEngine
+    with pytest.raises(ValueError, match="bi-level.*make_engine"):
+        GradEngine(model, W.get("MetaWeighting"))
+    with pytest.raises(ValueError, match="not bi-level"):
+        BilevelEngine(model, W.get("EW"))
+    with pytest.raises(ValueError, match="batched"):
+        make_engine(model, W.get("MetaWeighting"), batched="yes")
+
+
+def test_the_bilevel_engine_owns_its_rows_which_come_from_the_model():
+    """A row is [shared | task a | task b | task c] (MTLModel.row_parameters); the layout
+    lives on the engine and nothing is stored on the strategy or the model."""
+    from mtlkit.engine import make_engine
+
+    model = hps()
+    strat = W.get("MetaWeighting", eta=0.1)
+    before = (set(vars(strat)), set(vars(model)))
+    eng = make_engine(model, strat)
+    rows = model.row_parameters()
+    assert [id(p) for p in rows] == [id(p) for p in model.shared_parameters()
+                                     + model.all_task_parameters()]
+    lay = eng.layout
+    assert [id(p) for p in lay.params] == [id(p) for p in rows]
+    assert lay.numel == sum(p.numel() for p in rows)
+    starts = [lay.blocks[t][0] for t in model.tasks]
+    assert starts[0] == lay.n_shared and lay.blocks[TASKS[-1]][1] == lay.numel
+    x, y = batch()
+    eng.step(x, y, CRIT, query=(x, y))
+    assert (set(vars(strat)), set(vars(model))) == before
+    # the support rows the strategy kept: row t = dL_t over the whole row (0 on other heads)
+    ref = per_task_grads(reference_losses(model, x, y), rows)
+    torch.testing.assert_close(strat.state_dict()["prev_grads"], ref)

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from scipy.optimize import minimize
 
 from mtlkit.weighting._gram import gram64
-from mtlkit.weighting.min_norm import (
+from mtlkit.weighting._solvers import (
     min_norm_2,
     min_norm_active_set,
     min_norm_element,

@@ -19,7 +19,7 @@ from torch import nn
 from mtlkit import weighting as W
 from mtlkit.arch import HPS
 from mtlkit.arch.shared_private import SharedPrivate, grad_reverse, orthogonality
-from mtlkit.grads import GradEngine
+from mtlkit.engine import GradEngine, make_engine
 from mtlkit.weighting.banditmtl import mirror_ascent_step, variance_regularised_p
 
 floats = st.floats(0.0, 5.0, allow_nan=False)
@@ -237,13 +237,27 @@ def test_engine_trains_every_part_of_the_shared_private_model(name):
     assert model.last_adv is not None and model.last_orth is not None
 
 
-def test_adversarial_strategies_warn_without_shared_private():
+def test_adversarial_strategies_refuse_a_model_without_shared_private():
+    """A method/architecture mismatch is an error (issue 15), at attach and at engine
+    construction, naming the architecture to build; opting in only warns (before, it
+    only warned, and trained the weighting alone)."""
     hps = HPS(nn.Linear(2, 2), {"a": nn.Linear(2, 1)})
     for name in ("AdvMTL", "TchebycheffAdv"):
+        with pytest.raises(ValueError, match=r"defined on mtlkit\.arch\.SharedPrivate.*HPS.*"
+                                             r"allow_without_discriminator=True"):
+            W.get(name).attach(hps, None)
+        with pytest.raises(ValueError, match="SharedPrivate"):
+            make_engine(hps, W.get(name))
+        with pytest.raises(ValueError, match="SharedPrivate"):
+            GradEngine(hps, W.get(name))
         with warnings.catch_warnings(record=True) as rec:
             warnings.simplefilter("always")
-            W.get(name).attach(hps, None)
+            W.get(name, allow_without_discriminator=True).attach(hps, None)
+            make_engine(hps, W.get(name, allow_without_discriminator=True))
         assert any("SharedPrivate" in str(r.message) for r in rec)
+        W.get(name).attach(sp_model(), None)  # the right architecture: silent
+        with pytest.raises(ValueError, match="True or False"):
+            W.get(name, allow_without_discriminator="yes")
     _, w = W.get("AdvMTL").combine(torch.ones(4))
     assert torch.allclose(w, torch.full((4,), 0.25))
     with pytest.raises(ValueError, match="adv_weight"):

@@ -22,7 +22,7 @@ import nbformat
 import pytest
 
 from mtlkit import nbrun
-from mtlkit.report import write_report
+from mtlkit.batch.report import write_report
 
 # a valid 1x1 PNG
 PNG = base64.b64decode(

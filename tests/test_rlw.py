@@ -9,7 +9,7 @@ from torch import nn
 
 import mtlkit.weighting as W
 from mtlkit.arch.hps import HPS
-from mtlkit.grads import GradEngine, per_task_grads
+from mtlkit.engine import GradEngine, per_task_grads
 from mtlkit.weighting.rlw import (
     DISTRIBUTIONS,
     expected_weights,

@@ -88,7 +88,7 @@ def test_finding_records_without_asserting(tmp_path):
 
 
 def test_report_counts_findings_apart_from_checked_claims():
-    from mtlkit.report import claim_counts
+    from mtlkit.batch.report import claim_counts
 
     claims = [{"ok": True, "expect": True}, {"ok": False, "expect": True},
               {"kind": "finding", "ok": False, "expect": None}]

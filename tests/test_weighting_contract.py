@@ -15,6 +15,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+import sys
 import warnings
 
 import pytest
@@ -244,3 +247,123 @@ def test_huge_finite_rows_are_not_refused():
         g[2, 1] = -float("inf")
         with pytest.raises(NonFiniteError, match="gradient row of task 2"):
             W.get("EW").combine(torch.ones(3, dtype=dtype), g)
+
+
+# ------------------------------------------- one entry point, one context, one base for Gram
+def strategy_classes() -> list[type]:
+    return [W.base._REGISTRY[n] for n in W.names()]
+
+
+def test_combine_is_the_one_entry_point_every_strategy_implements_combine_underscore():
+    """Strategies implement ``_combine`` (with a declared return type) and inherit the
+    validating ``combine``; none validates by hand."""
+    for cls in strategy_classes():
+        assert cls.combine is W.Weighting.combine, cls.name
+        impl = next(c for c in cls.__mro__ if "_combine" in vars(c))
+        assert impl is not W.Weighting, cls.name
+        assert inspect.signature(vars(impl)["_combine"]).return_annotation == "Combined"
+        assert "self._check(" not in inspect.getsource(sys.modules[cls.__module__]), cls.name
+
+
+def test_a_new_strategy_gets_validation_without_asking():
+    calls = []
+
+    class Mean(W.Weighting):
+        name = "_test_mean"
+
+        def _combine(self, losses, grads):
+            calls.append(losses)
+            w = torch.full_like(losses, 1 / losses.numel())
+            return None, w
+
+    s = Mean()
+    with pytest.raises(NonFiniteError, match="_test_mean"):
+        s.combine(torch.tensor([1.0, float("nan")]))
+    with pytest.raises(UnsupportedDtypeError):
+        s.combine(torch.tensor([1, 2]))
+    assert calls == [] and s.num_tasks is None  # refused before any state changed
+    assert torch.equal(s.combine(torch.ones(4))[1], torch.full((4,), 0.25))
+    with pytest.raises(TypeError, match="takes no query batch"):
+        s.combine(torch.ones(4), None, W.QueryContext(torch.ones(4)))
+
+
+def test_the_query_context_and_its_keyword_spelling_agree():
+    g = torch.Generator().manual_seed(0)
+    seq = [(torch.rand(3, generator=g, dtype=torch.float64),
+            torch.randn(3, 5, generator=g, dtype=torch.float64),
+            torch.rand(3, generator=g, dtype=torch.float64),
+            torch.randn(3, 5, generator=g, dtype=torch.float64)) for _ in range(3)]
+    a, b = W.get("MetaWeighting", eta=0.1, alpha=10.0), W.get("MetaWeighting", eta=0.1, alpha=10.0)
+    for lo, gs, ql, qg in seq:
+        da, wa = a.combine(lo, gs, W.QueryContext(ql, qg))
+        db, wb = b.combine(lo, gs, query_losses=ql, query_grads=qg)
+        assert torch.equal(da, db) and torch.equal(wa, wb)
+    assert not torch.allclose(wa, torch.full_like(wa, 1 / 3))
+    bad = seq[0][2].clone()
+    bad[1] = float("inf")
+    with pytest.raises(NonFiniteError, match="query loss"):
+        a.combine(seq[0][0], seq[0][1], W.QueryContext(bad, seq[0][3]))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        W.QueryContext().owned = True
+
+
+def test_loading_a_state_keeps_the_constructor_settings():
+    """Only state is restored: a state saved by a strategy built with other
+    hyper-parameters does not change them (before, load_state_dict set every saved
+    attribute, alpha and the IMTL method's modes included)."""
+    losses, gs, gq = torch.ones(3), torch.randn(3, 4), torch.randn(3, 4)
+    a = W.get("MetaWeighting", alpha=1.0, eta=0.5, constraint="none")
+    for _ in range(3):
+        a.combine(losses, gs, query_losses=losses, query_grads=gq)
+    b = W.get("MetaWeighting", alpha=5.0, eta=0.1)
+    b.load_state_dict(a.state_dict())
+    assert b.hparams() == W.get("MetaWeighting", alpha=5.0, eta=0.1).hparams()
+    assert torch.equal(b.w, a.w)  # the state did arrive
+    grad_imtl, loss_imtl = W.get("IMTL", method="grad"), W.get("IMTL", method="loss")
+    grad_imtl.load_state_dict(loss_imtl.state_dict())
+    assert grad_imtl.method == "grad" and grad_imtl.modes == ("param", "rep")
+
+
+GRAM_BASED = ("MGDA", "PCGrad", "IMTL", "GradVac", "CAGrad", "Nash-MTL", "UPGrad", "Aligned-MTL")
+
+
+@pytest.mark.parametrize("name", GRAM_BASED)
+def test_gram_strategies_compute_the_gram_matrix_once(name, monkeypatch):
+    import mtlkit.weighting.base as base
+
+    calls = []
+    real = base.gram64
+    monkeypatch.setattr(base, "gram64", lambda g: calls.append(1) or real(g))
+    s = W.get(name)
+    assert isinstance(s, W.GramWeighting) and s.is_reweighting
+    g = torch.randn(3, 6, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    lo = torch.rand(3, dtype=torch.float64) + 0.5
+    d, w = s.combine(lo, g)
+    assert len(calls) == 1
+    torch.testing.assert_close(d, g.T @ w.to(g.dtype))
+
+
+def test_nash_mtl_skips_the_gram_matrix_between_updates(monkeypatch):
+    import mtlkit.weighting.base as base
+
+    calls = []
+    real = base.gram64
+    monkeypatch.setattr(base, "gram64", lambda g: calls.append(1) or real(g))
+    s = W.get("Nash-MTL", update_every=3)
+    g = torch.randn(3, 6, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    ws = [s.combine(torch.ones(3, dtype=torch.float64), g)[1] for _ in range(4)]
+    assert len(calls) == 2 and all(torch.equal(ws[0], w) for w in ws[:3])
+
+
+def test_the_loader_imports_strategy_modules_only():
+    """Every public module of mtlkit.weighting but ``base`` defines a registered strategy;
+    the shared pieces (solvers, the learnable-weight optimiser) are private modules."""
+    import pkgutil
+
+    public = [m.name for m in pkgutil.iter_modules(W.__path__) if W.base.is_strategy_module(m.name)]
+    homes = {cls.__module__.rsplit(".", 1)[1] for cls in strategy_classes()}
+    assert set(public) == homes
+    assert "min_norm" not in public and W.min_norm.solve_min_norm is not None
+    from mtlkit.weighting import _learnable
+
+    assert W.OPTIMIZERS is _learnable.OPTIMIZERS

@@ -14,7 +14,7 @@ from torch import nn
 
 from mtlkit import weighting as W
 from mtlkit.arch import HPS
-from mtlkit.grads import GradEngine
+from mtlkit.engine import GradEngine
 from mtlkit.weighting.graddrop import graddrop_direction, reproducing_weights, sign_purity
 from mtlkit.weighting.gradvac import vaccine_coefficient
 

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import mtlkit.weighting as W
-from mtlkit.weighting.uw import adam_update
+from mtlkit.weighting._learnable import adam_update
 
 OURS = ("UW", "GradNorm", "DWA", "RLW", "FAMO", "GLS")
 

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from mtlkit import weighting as W
-from mtlkit.arch import HPS
-from mtlkit.grads import GradEngine
+from mtlkit.arch import HPS, SharedPrivate
+from mtlkit.engine import GradEngine
 from mtlkit.weighting.base import LOSSES, MODES
 
 
@@ -35,6 +35,15 @@ def tiny_model(seed: int = 0) -> HPS:
     return HPS(enc, {t: nn.Linear(6, 1) for t in ("a", "b", "c")})
 
 
+def sp_model(seed: int = 0) -> SharedPrivate:
+    """The shared-private model, for the methods defined on it (AdvMTL, TchebycheffAdv)."""
+    torch.manual_seed(seed)
+    tasks = ("a", "b", "c")
+    return SharedPrivate(nn.Sequential(nn.Linear(4, 6), nn.Tanh()),
+                         {t: nn.Sequential(nn.Linear(4, 2), nn.Tanh()) for t in tasks},
+                         {t: nn.Linear(8, 1) for t in tasks}, shared_dim=6)
+
+
 def cases():
     for name in W.names():
         cls = W.base._REGISTRY[name]
@@ -47,8 +56,8 @@ def cases():
 
 @pytest.mark.parametrize("name,mode", list(cases()))
 def test_one_step_moves_every_shared_parameter(name, mode):
-    model = tiny_model()
     strategy = W.get(name)
+    model = sp_model() if strategy.arch == "SharedPrivate" else tiny_model()
     engine = GradEngine(model, strategy, mode)
     g = torch.Generator().manual_seed(1)
     x = torch.randn(16, 4, generator=g)

@@ -10,6 +10,10 @@ and task-specific parts (the heads, parameters theta_t):
 
 The engine needs exactly three things from a model: which parameters are
 shared, which belong to each task, and where the representation is.
+
+Architectures register themselves under their class name (:func:`register`); look
+them up with :func:`mtlkit.arch.get` / :func:`mtlkit.arch.names`, by the rules of
+:mod:`mtlkit.registry`.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from torch import Tensor, nn
+
+from mtlkit.registry import Registry
 
 Rep = Tensor | dict[str, Tensor]
 
@@ -79,6 +85,21 @@ class MTLModel(nn.Module):
     def all_task_parameters(self) -> list[nn.Parameter]:
         """The union of every task's parameters, in task order."""
         return [p for t in self.tasks for p in self.task_parameters(t)]
+
+    def row_parameters(self) -> list[nn.Parameter]:
+        """The parameters of one full gradient row, in its order: the shared ones, then
+        each task's in task order (the bi-level engine's rows, MetaWeighting's
+        preconditioner)."""
+        return list(self.shared_parameters()) + self.all_task_parameters()
+
+
+#: every architecture, by class name (``mtlkit.arch.get(name, **kwargs)`` builds one)
+ARCHITECTURES: Registry[type[MTLModel]] = Registry("architecture")
+
+
+def register(cls: type[MTLModel]) -> type[MTLModel]:
+    """Class decorator: add an architecture to :data:`ARCHITECTURES` under its class name."""
+    return ARCHITECTURES.add(cls.__name__, cls)
 
 
 def count_parameters(params: Sequence[nn.Parameter]) -> int:

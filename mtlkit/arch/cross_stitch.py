@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from mtlkit.arch.base import MTLModel
+from mtlkit.arch.base import MTLModel, register
 from mtlkit.encoders.vision import as_stages
 
 #: a backbone to copy once per task (a Stages module or a list of stages), or a
@@ -129,6 +129,7 @@ class CrossStitchUnit(nn.Module):
         return list(torch.tensordot(a, X, dims=([1], [0])).unbind(0))
 
 
+@register
 class CrossStitch(ColumnModel):
     """Cross-stitch network (Misra et al., CVPR 2016, Eq. 1); see module docstring.
 

@@ -6,9 +6,11 @@ from collections.abc import Mapping
 
 from torch import Tensor, nn
 
-from mtlkit.arch.base import MTLModel
+from mtlkit.arch.base import MTLModel, register
+from mtlkit.encoders.vision import LinearHead
 
 
+@register
 class HPS(MTLModel):
     """y_t = h_t(f(x)): the encoder f is shared, each head h_t is task-specific
     (Caruana 1997; ``rlw.md`` §2, Eq. 1 and §5.2; ``metaweighting.txt`` App. B).
@@ -43,8 +45,6 @@ class HPS(MTLModel):
                           outputs: Mapping[str, int], hidden: int | None = None) -> HPS:
         """HPS with a :class:`~mtlkit.encoders.vision.LinearHead` per task:
         ``outputs = {task: number of outputs}`` (classes, or 1 for regression)."""
-        from mtlkit.encoders.vision import LinearHead
-
         return cls(encoder, {t: LinearHead(in_features, n, hidden) for t, n in outputs.items()})
 
     def encode(self, x: Tensor) -> Tensor:

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from mtlkit.arch.base import MTLModel
+from mtlkit.arch.base import MTLModel, register
 
 
 def mlp(sizes: Sequence[int]) -> nn.Sequential:
@@ -27,6 +27,7 @@ def mlp(sizes: Sequence[int]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+@register
 class MMoE(MTLModel):
     """Multi-gate mixture of experts (Ma et al., KDD 2018); see module docstring.
 

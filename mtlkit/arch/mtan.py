@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mtlkit.arch.base import MTLModel
+from mtlkit.arch.base import MTLModel, register
 from mtlkit.encoders.vision import as_stages
 
 
@@ -48,6 +48,7 @@ def resize(x: Tensor, size: Sequence[int]) -> Tensor:
     return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
 
 
+@register
 class MTAN(MTLModel):
     """Multi-task attention network (Liu et al., CVPR 2019, Eq. 1); see module docstring.
 

@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
+from mtlkit.arch.base import register
 from mtlkit.arch.cross_stitch import Backbone, ColumnModel, mixing_matrix
 
 
@@ -58,6 +59,7 @@ class NDDRLayer(nn.Module):
         return [bn(conv(cat)).reshape(shape) for conv, bn in zip(self.convs, self.bns)]
 
 
+@register
 class NDDR(ColumnModel):
     """NDDR-CNN (Gao et al., CVPR 2019, Eq. 1-2); see module docstring.
 

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mtlkit.arch.base import MTLModel
+from mtlkit.arch.base import MTLModel, register
 
 
 class _Reverse(torch.autograd.Function):
@@ -79,6 +79,7 @@ class _TaskReps(Mapping):
         return len(self._model.tasks)
 
 
+@register
 class SharedPrivate(MTLModel):
     """Shared-private MTL model with a task discriminator (Liu et al. 2017, Fig. 1c).
 

@@ -17,6 +17,8 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
+from mtlkit.data.layout import Layout, PerTask, Shared
+
 #: task kinds the trainer knows a loss and metrics for
 TASK_KINDS = ("classification", "multilabel", "segmentation", "depth", "normals",
               "regression", "tagging")
@@ -72,6 +74,15 @@ class MTLData:
         if name not in ("train", "val", "test"):
             raise ValueError(f"unknown split {name!r}; choose train, val or test")
         return getattr(self, name)
+
+    @property
+    def layout(self) -> Layout:
+        """How a split is cut into parts and a step's batch is put together."""
+        return (PerTask if self.homogeneous else Shared)(self.task_names)
+
+    def parts(self, name: str) -> dict[str, Dataset]:
+        """Split ``name`` as ``{key: Dataset}``: one per task, or one for all tasks."""
+        return self.layout.parts(self.split(name))
 
     def sizes(self) -> dict[str, dict[str, int]]:
         """``{split: {task: number of examples}}`` (see :func:`mtlkit.data.common.sizes`)."""

@@ -374,13 +374,11 @@ class MultiTargetDataset(Dataset):
 def sizes(data) -> dict[str, dict[str, int]]:
     """``{split: {task: n}}`` for an :class:`~mtlkit.data.base.MTLData` (heterogeneous
     data report the same count for every task)."""
+    layout = data.layout
     out: dict[str, dict[str, int]] = {}
     for split in ("train", "val", "test"):
-        part = data.split(split)
-        if data.homogeneous:
-            out[split] = {t: len(part[t]) for t in data.task_names}
-        else:
-            out[split] = {t: len(part) for t in data.task_names}
+        parts = data.parts(split)
+        out[split] = {t: len(parts[layout.key_of(t)]) for t in data.task_names}
     return out
 
 
@@ -395,11 +393,11 @@ def class_counts(data, split: str = "train") -> dict[str, np.ndarray]:
     """Per task, the number of examples of each class in ``split`` (classification tasks;
     segmentation tasks count pixels, ignoring ``ignore_index``)."""
     out: dict[str, np.ndarray] = {}
-    part = data.split(split)
+    parts, layout = data.parts(split), data.layout
     for spec in data.tasks:
         if spec.num_classes is None:
             continue
-        ds = part[spec.name] if data.homogeneous else part
+        ds = parts[layout.key_of(spec.name)]
         y = labels_of(ds, spec.name)
         if y is None:
             continue

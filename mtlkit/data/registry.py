@@ -9,10 +9,10 @@ The papers' benchmarks (prepared by ``data_scripts/<script>``): ``amazon_sentime
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 
 from mtlkit.data.base import MTLData
+from mtlkit.registry import Registry
 
 
 def _lazy(module: str, func: str, **bound) -> Callable[..., MTLData]:
@@ -47,21 +47,25 @@ BENCHMARKS: dict[str, Callable[..., MTLData]] = {
 }
 
 
-@functools.cache
-def _all() -> dict[str, Callable[..., MTLData]]:
-    return {**EMBEDDED, **BENCHMARKS}
+def _register_all() -> None:
+    for name, loader in {**EMBEDDED, **BENCHMARKS}.items():
+        DATASETS.add(name, loader)
+
+
+#: every dataset, looked up by :mod:`mtlkit.registry`'s rules (case, ``-``, ``_`` and
+#: spaces do not matter; an unknown name lists the choices)
+DATASETS: Registry[Callable[..., MTLData]] = Registry("dataset", load=_register_all)
 
 
 def names(kind: str = "all") -> list[str]:
-    """Dataset names: ``"embedded"``, ``"benchmarks"`` or ``"all"``."""
-    table = {"embedded": EMBEDDED, "benchmarks": BENCHMARKS, "all": _all()}
+    """Dataset names: ``"embedded"``, ``"benchmarks"`` or ``"all"`` (embedded first)."""
+    table = {"embedded": EMBEDDED, "benchmarks": BENCHMARKS, "all": {**EMBEDDED, **BENCHMARKS}}
     if kind not in table:
         raise ValueError(f"kind={kind!r}; choose embedded, benchmarks or all")
     return list(table[kind])
 
 
 def load(name: str, **kw) -> MTLData:
-    """Load a dataset by name; keyword arguments go to its loader (see its docstring)."""
-    if name not in _all():
-        raise ValueError(f"unknown dataset {name!r}; available: {', '.join(_all())}")
-    return _all()[name](**kw)
+    """Load a dataset by name (:data:`DATASETS`' rules); keyword arguments go to its loader
+    (see its docstring)."""
+    return DATASETS.build(name, **kw)

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from mtlkit.arch.hps import HPS
-from mtlkit.grads import GradEngine, per_task_grads
+from mtlkit.engine import GradEngine, per_task_grads
 
 
 def mean_embedding_features(ds: Dataset, E: Tensor) -> tuple[Tensor, Tensor]:

@@ -19,9 +19,9 @@ def gram64(grads: Tensor) -> Tensor:
     return inner_products(grads, grads).double()
 
 
-def gram(grads: Tensor) -> np.ndarray:
-    """M = G G^T as a float64 NumPy array (for the solves on the host)."""
-    return gram64(grads.detach()).cpu().numpy()
+def on_host(m: Tensor) -> np.ndarray:
+    """A (T x T) tensor as a float64 NumPy array, for a solve on the host (one transfer)."""
+    return m.detach().cpu().numpy()
 
 
 def symmetric_finite(m: np.ndarray) -> np.ndarray:

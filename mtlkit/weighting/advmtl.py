@@ -14,29 +14,44 @@ Derived in ``notebooks/31_adversarial_and_minmax_baselines.ipynb``.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
 import torch
 from torch import Tensor
 
-from mtlkit.weighting.base import LOSSES, Weighting, register, weighted_direction, work_dtype
-from mtlkit.weighting.tchebycheff import warn_unless_shared_private
+from mtlkit.weighting.base import (
+    LOSSES,
+    Combined,
+    Weighting,
+    check_flag,
+    register,
+    weighted_direction,
+    work_dtype,
+)
 
 
 @register
 class AdvMTL(Weighting):
     """Adversarial shared-private MTL (Liu et al. 2017, Eq. 15): task weights
     alpha_t = 1/T (EW) on :class:`~mtlkit.arch.shared_private.SharedPrivate`.
-    Derived in ``notebooks/31_adversarial_and_minmax_baselines.ipynb``."""
+    Derived in ``notebooks/31_adversarial_and_minmax_baselines.ipynb``.
+
+    Parameters
+    ----------
+    allow_without_discriminator:
+        False (default): a model other than ``SharedPrivate`` is refused (at ``attach``
+        and engine construction); True: it trains, with a warning, as EW.
+    """
 
     name = "AdvMTL"
     modes = (LOSSES,)
-    arch: ClassVar[str | None] = "SharedPrivate"
+    arch = "SharedPrivate"
+    arch_opt_in = "allow_without_discriminator"
 
-    def attach(self, model: Any, optimizer: Any) -> None:
-        warn_unless_shared_private(self.name, model)
+    def __init__(self, allow_without_discriminator: bool = False) -> None:
+        super().__init__()
+        self.allow_without_discriminator = check_flag(self.name, "allow_without_discriminator",
+                                                      allow_without_discriminator)
 
-    def combine(self, losses: Tensor, grads: Tensor | None = None):
-        t = self._check(losses, grads)
+    def _combine(self, losses: Tensor, grads: Tensor | None) -> Combined:
+        t = losses.numel()
         w = torch.full((t,), 1.0 / t, dtype=work_dtype(losses), device=losses.device)
         return weighted_direction(w, grads), w

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from torch import Tensor
 
-from mtlkit.weighting._gram import gram, symmetric_finite, to_weights
-from mtlkit.weighting.base import PARAM, REP, Weighting, register, weighted_direction
+from mtlkit.weighting._gram import on_host, symmetric_finite
+from mtlkit.weighting.base import PARAM, REP, GramWeighting, register
 
 
 def balance_matrix(m: np.ndarray, rtol: float = 1e-8) -> np.ndarray:
@@ -26,7 +26,7 @@ def balance_matrix(m: np.ndarray, rtol: float = 1e-8) -> np.ndarray:
 
 
 @register
-class AlignedMTL(Weighting):
+class AlignedMTL(GramWeighting):
     """d = G_hat^T w0 with G_hat = B G, B from :func:`balance_matrix`, and
     pre-set task weights w0 (uniform, summing to 1): the returned weights are
     B^T w0, so d = G^T (B^T w0).
@@ -41,7 +41,6 @@ class AlignedMTL(Weighting):
 
     name = "Aligned-MTL"
     modes = (PARAM, REP)
-    is_reweighting = True
 
     def __init__(self, rtol: float = 1e-8) -> None:
         super().__init__()
@@ -49,8 +48,6 @@ class AlignedMTL(Weighting):
             raise ValueError(f"Aligned-MTL rtol must be in (0, 1), got {rtol!r}")
         self.rtol = float(rtol)
 
-    def combine(self, losses: Tensor, grads: Tensor | None = None):
-        t = self._check(losses, grads)
-        b = balance_matrix(gram(grads), self.rtol)
-        w = to_weights(b.T @ np.full(t, 1.0 / t), grads)
-        return weighted_direction(w, grads), w
+    def _gram_weights(self, losses: Tensor, gram: Tensor) -> np.ndarray:
+        t = losses.numel()
+        return balance_matrix(on_host(gram), self.rtol).T @ np.full(t, 1.0 / t)

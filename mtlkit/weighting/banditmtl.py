@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from mtlkit.weighting.base import LOSSES, Weighting, at_work, register, weighted_direction
+from mtlkit.weighting.base import LOSSES, Combined, Weighting, at_work, register, weighted_direction
 
 
 def mirror_ascent_step(p: Tensor, losses: Tensor, rho: float, lr: float) -> Tensor:
@@ -72,8 +72,8 @@ class BanditMTL(Weighting):
         super().reset()
         self.p = None
 
-    def combine(self, losses: Tensor, grads: Tensor | None = None):
-        t = self._check(losses, grads)
+    def _combine(self, losses: Tensor, grads: Tensor | None) -> Combined:
+        t = losses.numel()
         L = at_work(losses)
         if self.p is None:
             self.p = torch.full((t,), 1.0 / t, dtype=L.dtype, device=L.device)

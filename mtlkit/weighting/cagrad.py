@@ -7,9 +7,9 @@ import torch
 from scipy.optimize import minimize, nnls
 from torch import Tensor
 
-from mtlkit.weighting._gram import gram, psd_factor, to_weights
-from mtlkit.weighting.base import PARAM, REP, Weighting, register, weighted_direction
-from mtlkit.weighting.min_norm import simplex_faces, solve_min_norm
+from mtlkit.weighting._gram import on_host, psd_factor
+from mtlkit.weighting._solvers import simplex_faces, solve_min_norm
+from mtlkit.weighting.base import PARAM, REP, GramWeighting, register
 
 #: largest T solved by :func:`cagrad_weights_exact` (2^T faces); SLSQP above
 EXACT_MAX_TASKS = 10
@@ -89,7 +89,7 @@ def no_conflict_projection(m: np.ndarray) -> np.ndarray:
 
 
 @register
-class CAGrad(Weighting):
+class CAGrad(GramWeighting):
     """Conflict-averse gradient: maximise the worst task's improvement in a ball
     around the average gradient g0 (Liu et al. 2021, Eq. 3):
 
@@ -114,7 +114,6 @@ class CAGrad(Weighting):
 
     name = "CAGrad"
     modes = (PARAM, REP)
-    is_reweighting = True
 
     def __init__(self, c: float = 0.4, rescale: int = 1) -> None:
         super().__init__()
@@ -124,12 +123,12 @@ class CAGrad(Weighting):
             raise ValueError(f"CAGrad rescale must be 0, 1 or 2, got {rescale!r}")
         self.c, self.rescale = float(c), int(rescale)
 
-    def combine(self, losses: Tensor, grads: Tensor | None = None):
-        t = self._check(losses, grads)
-        m = gram(grads)
+    def _gram_weights(self, losses: Tensor, gram: Tensor) -> np.ndarray:
+        """d = G^T coef with coef = b + lambda w* (before ``rescale``)."""
+        t, m = losses.numel(), on_host(gram)
         b = np.full(t, 1.0 / t)
         if self.c == 0 or not np.isfinite(m).all():  # EW (diverged gradients: nothing to solve)
-            return self._finish(b, grads)
+            return self._rescaled(b)
         w = cagrad_weights_exact(m, self.c) if t <= EXACT_MAX_TASKS else \
             cagrad_weights(m, self.c)
         gw_norm = np.sqrt(max(w @ m @ w, 0.0))
@@ -140,10 +139,8 @@ class CAGrad(Weighting):
             coef = b + self.c * g0_norm / gw_norm * w  # d = G^T (b + lam w)
         else:
             coef = no_conflict_projection(m)
-        return self._finish(coef, grads)
+        return self._rescaled(coef)
 
-    def _finish(self, coef: np.ndarray, grads: Tensor) -> tuple[Tensor, Tensor]:
-        """Apply ``rescale`` and return (G^T coef, coef)."""
-        coef = coef / {0: 1.0, 1: 1.0 + self.c**2, 2: 1.0 + self.c}[self.rescale]
-        weights = to_weights(coef, grads)
-        return weighted_direction(weights, grads), weights
+    def _rescaled(self, coef: np.ndarray) -> np.ndarray:
+        """``coef`` with ``rescale`` applied."""
+        return coef / {0: 1.0, 1: 1.0 + self.c**2, 2: 1.0 + self.c}[self.rescale]

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 
 from mtlkit.weighting._precision import row_norms
-from mtlkit.weighting.base import PARAM, REP, Weighting, at_work, register, work_dtype
+from mtlkit.weighting.base import PARAM, REP, Combined, Weighting, at_work, register, work_dtype
 
 
 @register
@@ -46,8 +46,7 @@ class DBMTL(Weighting):
         self.buffer: Tensor | None = None
         self.steps = 0
 
-    def combine(self, losses: Tensor, grads: Tensor | None = None):
-        self._check(losses, grads)
+    def _combine(self, losses: Tensor, grads: Tensor | None) -> Combined:
         self.steps += 1
         # float32 for half gradients: 1 / L_t and the EMA overflow or stall in 16 bits
         scale = 1.0 / (at_work(losses).to(work_dtype(grads)) + self.eps)

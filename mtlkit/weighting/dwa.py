@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor
 
-from mtlkit.weighting.base import LOSSES, Weighting, at_work, register, weighted_direction
+from mtlkit.weighting.base import LOSSES, Combined, Weighting, at_work, register, weighted_direction
 
 _EPS = 1e-12
 
@@ -73,8 +73,7 @@ class DWA(Weighting):
         prev2, prev = (h.to(like) for h in self.history[-2:])
         return dwa_weights(prev, prev2, self.temperature)
 
-    def combine(self, losses: Tensor, grads: Tensor | None = None):
-        self._check(losses, grads)
+    def _combine(self, losses: Tensor, grads: Tensor | None) -> Combined:
         L = at_work(losses)
         w = self.current_weights(L)
         self.running = L.clone() if self.running is None else self.running.to(L) + L

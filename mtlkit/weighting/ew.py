@@ -5,7 +5,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from mtlkit.weighting.base import LOSSES, Weighting, register, weighted_direction, work_dtype
+from mtlkit.weighting.base import (
+    LOSSES,
+    Combined,
+    Weighting,
+    register,
+    weighted_direction,
+    work_dtype,
+)
 
 
 @register
@@ -18,8 +25,8 @@ class EW(Weighting):
     name = "EW"
     modes = (LOSSES,)
 
-    def combine(self, losses: Tensor, grads: Tensor | None = None):
-        t = self._check(losses, grads)
+    def _combine(self, losses: Tensor, grads: Tensor | None) -> Combined:
+        t = losses.numel()
         w = torch.full((t,), 1.0 / t, dtype=work_dtype(losses), device=losses.device)
         return weighted_direction(w, grads), w
 
@@ -46,8 +53,8 @@ class STL(Weighting):
             raise ValueError(f"STL task must be a non-negative task index, got {task!r}")
         self.task = task
 
-    def combine(self, losses: Tensor, grads: Tensor | None = None):
-        t = self._check(losses, grads)
+    def _combine(self, losses: Tensor, grads: Tensor | None) -> Combined:
+        t = losses.numel()
         if self.task >= t:
             raise ValueError(f"STL task={self.task} but there are only {t} tasks")
         w = torch.zeros(t, dtype=work_dtype(losses), device=losses.device)

@@ -7,8 +7,8 @@ import math
 import torch
 from torch import Tensor
 
-from mtlkit.weighting.base import LOSSES, Weighting, at_work, register, weighted_direction
-from mtlkit.weighting.uw import check_optimizer, learn_step
+from mtlkit.weighting._learnable import check_optimizer, learn_step
+from mtlkit.weighting.base import LOSSES, Combined, Weighting, at_work, register, weighted_direction
 
 
 def famo_weights(logits: Tensor, losses: Tensor, min_loss: float, eps: float) -> Tensor:
@@ -100,8 +100,8 @@ class FAMO(Weighting):
         super().reset()
         self.logits, self.prev_losses, self.opt_state = None, None, {}
 
-    def combine(self, losses: Tensor, grads: Tensor | None = None):
-        t = self._check(losses, grads)
+    def _combine(self, losses: Tensor, grads: Tensor | None) -> Combined:
+        t = losses.numel()
         L = at_work(losses)
         if self.logits is None:
             self.logits = torch.zeros(t, dtype=L.dtype, device=L.device)

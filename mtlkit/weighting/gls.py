@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor
 
-from mtlkit.weighting.base import LOSSES, Weighting, at_work, register, weighted_direction
+from mtlkit.weighting.base import LOSSES, Combined, Weighting, at_work, register, weighted_direction
 
 
 def geometric_mean(losses: Tensor, eps: float = 1e-8) -> Tensor:
@@ -50,8 +50,8 @@ class GLS(Weighting):
             raise ValueError(f"GLS: eps must be a number in (0, 1), got {eps!r}")
         self.eps = float(eps)
 
-    def combine(self, losses: Tensor, grads: Tensor | None = None):
-        t = self._check(losses, grads)
+    def _combine(self, losses: Tensor, grads: Tensor | None) -> Combined:
+        t = losses.numel()
         L = at_work(losses).clamp(self.eps, 1 / self.eps)
         logL = torch.log(L)
         # w_t = exp(mean log L - log L_t) / T, computed in log space (no overflow)

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from mtlkit.weighting._gram import gram64
 from mtlkit.weighting._precision import inner_products
-from mtlkit.weighting.base import PARAM, REP, Weighting, register, work_dtype
+from mtlkit.weighting.base import PARAM, REP, Combined, Weighting, register, work_dtype
 
 
 def reproducing_weights(grads: Tensor, direction: Tensor, ridge: float = 1e-10) -> Tensor:
@@ -119,8 +119,7 @@ class GradDrop(Weighting):
         super().load_state_dict(state)
         self._gen, self._rng_state = None, rng
 
-    def combine(self, losses: Tensor, grads: Tensor | None = None):
-        self._check(losses, grads)
+    def _combine(self, losses: Tensor, grads: Tensor | None) -> Combined:
         gen = self._generator(grads.device)
         # U in float32 for half gradients (bfloat16 would quantise P > U to 1/256 steps)
         u = torch.rand(grads.shape[1], generator=gen, device=grads.device,

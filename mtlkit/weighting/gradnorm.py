@@ -7,17 +7,18 @@ import math
 import torch
 from torch import Tensor
 
+from mtlkit.weighting._learnable import check_optimizer, learn_step
 from mtlkit.weighting._precision import row_norms
 from mtlkit.weighting.base import (
     PARAM,
     REP,
+    Combined,
     Weighting,
     at_work,
     register,
     weighted_direction,
     work_dtype,
 )
-from mtlkit.weighting.uw import check_optimizer, learn_step
 
 _EPS = 1e-12
 
@@ -110,8 +111,8 @@ class GradNorm(Weighting):
         wn = w * norms
         return torch.sign(wn - wn.mean() * r ** self.alpha) * norms
 
-    def combine(self, losses: Tensor, grads: Tensor | None = None):
-        t = self._check(losses, grads)
+    def _combine(self, losses: Tensor, grads: Tensor | None) -> Combined:
+        t = losses.numel()
         if self.last_numel > grads.shape[1]:
             raise ValueError(f"GradNorm: last_numel={self.last_numel} but G has only "
                              f"{grads.shape[1]} columns")

@@ -5,15 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from mtlkit.weighting._gram import gram64
-from mtlkit.weighting.base import (
-    PARAM,
-    REP,
-    SeededWeighting,
-    register,
-    weighted_direction,
-    work_dtype,
-)
+from mtlkit.weighting.base import PARAM, REP, GramWeighting, SeededWeighting, register
 
 
 def vaccine_coefficient(rho: Tensor, target: Tensor, norm_i: Tensor, norm_j: Tensor) -> Tensor:
@@ -28,7 +20,7 @@ def vaccine_coefficient(rho: Tensor, target: Tensor, norm_i: Tensor, norm_j: Ten
 
 
 @register
-class GradVac(SeededWeighting):
+class GradVac(SeededWeighting, GramWeighting):
     """Set gradient similarity goals from an EMA of the observed cosines
     (Wang et al. 2021, §3.2, Eqs. 3-5):
 
@@ -56,7 +48,6 @@ class GradVac(SeededWeighting):
 
     name = "GradVac"
     modes = (PARAM, REP)
-    is_reweighting = True
 
     def __init__(self, beta: float = 0.01, seed: int = 0) -> None:
         super().__init__(seed)
@@ -69,9 +60,8 @@ class GradVac(SeededWeighting):
         super().reset()
         self.phi = None
 
-    def combine(self, losses: Tensor, grads: Tensor | None = None):
-        t = self._check(losses, grads)
-        m = gram64(grads)
+    def _gram_weights(self, losses: Tensor, gram: Tensor) -> Tensor:
+        t, m = losses.numel(), gram
         if self.phi is None:
             self.phi = torch.zeros(t, t, dtype=m.dtype, device=m.device)
         phi = self.phi.to(m.device, m.dtype)
@@ -89,5 +79,4 @@ class GradVac(SeededWeighting):
                 w[i, j] = w[i, j] + torch.where(ok & (rho < phi[i, j]), a, 0.0)
                 phi[i, j] = (1 - self.beta) * phi[i, j] + self.beta * rho
         self.phi = phi
-        weights = w.sum(0).to(work_dtype(grads))
-        return weighted_direction(weights, grads), weights
+        return w.sum(0)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from mtlkit.weighting._gram import gram64
 from mtlkit.weighting.base import (
     LOSSES,
     PARAM,
     REP,
-    Weighting,
+    Combined,
+    GramWeighting,
     register,
     weighted_direction,
     work_dtype,
@@ -50,7 +50,7 @@ def imtl_g_weights(m: Tensor) -> Tensor:
 
 
 @register
-class IMTL(Weighting):
+class IMTL(GramWeighting):
     """Impartial MTL (Liu et al. 2021): IMTL-L makes the scaled losses equal,
     IMTL-G makes the aggregated gradient's projections on all task directions equal.
 
@@ -81,7 +81,6 @@ class IMTL(Weighting):
 
     name = "IMTL"
     modes = (PARAM, REP)
-    is_reweighting = True
 
     def __init__(self, method: str = "hybrid", lr: float = 0.01) -> None:
         super().__init__()
@@ -107,16 +106,14 @@ class IMTL(Weighting):
         self.s = s - self.lr * (scale * losses.detach().double() - 1)
         return scale
 
-    def combine(self, losses: Tensor, grads: Tensor | None = None):
-        self._check(losses, grads)
-        if self.method == "loss":
+    def _combine(self, losses: Tensor, grads: Tensor | None) -> Combined:
+        if self.method == "loss":  # IMTL-L needs no gradients (and no Gram matrix)
             w = self._scales(losses).to(work_dtype(losses))
             return weighted_direction(w, grads), w
-        m = gram64(grads)
+        return super()._combine(losses, grads)
+
+    def _gram_weights(self, losses: Tensor, gram: Tensor) -> Tensor:
         if self.method == "grad":
-            w = imtl_g_weights(m)
-        else:
-            scale = self._scales(losses)
-            w = imtl_g_weights(m * scale[:, None] * scale[None, :]) * scale
-        w = w.to(work_dtype(grads))
-        return weighted_direction(w, grads), w
+            return imtl_g_weights(gram)
+        scale = self._scales(losses)
+        return imtl_g_weights(gram * scale[:, None] * scale[None, :]) * scale

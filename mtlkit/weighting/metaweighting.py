@@ -61,8 +61,16 @@ import torch
 from torch import Tensor
 
 from mtlkit.weighting._precision import inner_products
-from mtlkit.weighting.base import PARAM, Weighting, register, weighted_direction, work_dtype
-from mtlkit.weighting.min_norm import METHODS, min_norm_frank_wolfe, solve_min_norm
+from mtlkit.weighting._solvers import METHODS, min_norm_frank_wolfe, solve_min_norm
+from mtlkit.weighting.base import (
+    PARAM,
+    Combined,
+    QueryContext,
+    Weighting,
+    register,
+    weighted_direction,
+    work_dtype,
+)
 
 REDUCES = ("minnorm", "sum")
 INNERS = ("sgd", "adam")
@@ -222,12 +230,12 @@ class Hypergradient(Weighting):
         self._params: list | None = None
 
     def attach(self, model: Any, optimizer: Any) -> None:
-        """Keep the optimiser (its lr / Adam state) and the parameter order of a row."""
+        """Keep the optimiser (to read its lr / Adam state) and the parameter order of a
+        gradient row (read from the model)."""
+        super().attach(model, optimizer)
         self._optimizer = optimizer
         if model is not None:
-            from mtlkit.bilevel import row_parameters
-
-            self._params = row_parameters(model) if self.needs_query else \
+            self._params = model.row_parameters() if self.needs_query else \
                 list(model.shared_parameters())
         if self.inner == "adam" and not isinstance(optimizer, (torch.optim.Adam,
                                                                torch.optim.AdamW)):
@@ -281,14 +289,15 @@ class Hypergradient(Weighting):
         self.w = constrain(self.w - self.alpha * dc, self.constraint, self.init * t)
         self.hypergrad, self.lam = d.detach(), lam.detach()
 
-    def combine(self, losses: Tensor, grads: Tensor | None = None,
-                query_losses: Tensor | None = None, query_grads: Tensor | None = None,
-                owned: bool = False):
-        """``owned=True``: the caller hands ``grads`` (and ``query_grads``) over: it
+    def _combine(self, losses: Tensor, grads: Tensor | None,
+                 query: QueryContext | None = None) -> Combined:
+        """``query.owned``: the caller hands ``grads`` (and the query gradients) over: it
         will not write to ``grads`` before the next call returns, so it is kept by
-        reference, not copied (the engine alternates two support buffers), and
-        ``query_grads`` may be overwritten (it is scratch after this call)."""
-        t = self._check(losses, grads, query_losses, query_grads)
+        reference, not copied (the engine alternates two support buffers), and the
+        query gradients may be overwritten (they are scratch after this call)."""
+        t = losses.numel()
+        query_grads = None if query is None else query.grads
+        owned = query is not None and query.owned
         val = self._val_grads(grads, query_grads)
         if self.w is None:
             self.w = torch.full((t,), self.init, dtype=work_dtype(grads), device=grads.device)

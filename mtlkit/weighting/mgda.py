@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from mtlkit.weighting._gram import gram64
-from mtlkit.weighting.base import PARAM, REP, Weighting, register, weighted_direction, work_dtype
-from mtlkit.weighting.min_norm import METHODS, solve_min_norm
+from mtlkit.weighting._solvers import METHODS, solve_min_norm
+from mtlkit.weighting.base import PARAM, REP, GramWeighting, register
 
 NORMALIZATIONS = ("none", "l2", "loss", "loss+")
 SOLVERS = METHODS
@@ -32,7 +31,7 @@ def gradient_normalizers(losses: Tensor, sq_norms: Tensor, kind: str) -> Tensor:
 
 
 @register
-class MGDA(Weighting):
+class MGDA(GramWeighting):
     """Min-norm point of the convex hull of the (normalised) task gradients
     (Sener & Koltun 2018, Eq. 3-5 and Algorithm 2; ``metaweighting.txt`` §4.3.2,
     Eqs. 11-12 and Theorem 1):
@@ -68,7 +67,6 @@ class MGDA(Weighting):
 
     name = "MGDA"
     modes = (PARAM, REP)
-    is_reweighting = True
 
     def __init__(self, normalization: str = "none", solver: str = "auto", iters: int = 250,
                  tol: float = 1e-8) -> None:
@@ -84,11 +82,8 @@ class MGDA(Weighting):
             raise ValueError(f"MGDA tol must be >= 0, got {tol!r}")
         self.normalization, self.solver, self.iters, self.tol = normalization, solver, iters, tol
 
-    def combine(self, losses: Tensor, grads: Tensor | None = None):
-        self._check(losses, grads)
-        m = gram64(grads)
-        n = gradient_normalizers(losses.detach(), m.diagonal(), self.normalization)
+    def _gram_weights(self, losses: Tensor, gram: Tensor) -> Tensor:
+        n = gradient_normalizers(losses.detach(), gram.diagonal(), self.normalization)
         n = n.clamp_min(1e-12)
-        lam = solve_min_norm(m / (n[:, None] * n[None, :]), self.solver, self.iters, self.tol)
-        w = lam.to(work_dtype(grads))
-        return weighted_direction(w, grads), w
+        return solve_min_norm(gram / (n[:, None] * n[None, :]), self.solver, self.iters,
+                              self.tol)

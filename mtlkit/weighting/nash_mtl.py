@@ -7,8 +7,8 @@ import warnings
 import numpy as np
 from torch import Tensor
 
-from mtlkit.weighting._gram import gram, psd_factor, to_weights
-from mtlkit.weighting.base import PARAM, REP, Weighting, register, weighted_direction
+from mtlkit.weighting._gram import on_host, psd_factor
+from mtlkit.weighting.base import PARAM, REP, GramWeighting, register
 
 
 class _BargainingProblem:
@@ -47,7 +47,7 @@ class _BargainingProblem:
 
 
 @register
-class NashMTL(Weighting):
+class NashMTL(GramWeighting):
     """Nash bargaining direction d = G^T alpha with G G^T alpha = 1/alpha.
 
     Solved as the convex problem above with cvxpy's Clarabel solver (the paper
@@ -66,7 +66,6 @@ class NashMTL(Weighting):
 
     name = "Nash-MTL"
     modes = (PARAM, REP)
-    is_reweighting = True
 
     def __init__(self, update_every: int = 1) -> None:
         super().__init__()
@@ -78,12 +77,15 @@ class NashMTL(Weighting):
         self.solver_failures = 0
         self._problem: _BargainingProblem | None = None
 
-    def combine(self, losses: Tensor, grads: Tensor | None = None):
-        t = self._check(losses, grads)
-        if self.alpha is None or self.steps % self.update_every == 0:
+    def _needs_gram(self) -> bool:
+        return self.alpha is None or self.steps % self.update_every == 0
+
+    def _gram_weights(self, losses: Tensor, gram: Tensor | None) -> np.ndarray:
+        t = losses.numel()
+        if gram is not None:  # a step that recomputes alpha (:meth:`_needs_gram`)
             if self._problem is None:
                 self._problem = _BargainingProblem(t)
-            alpha = self._problem.solve(gram(grads))
+            alpha = self._problem.solve(on_host(gram))
             if alpha is None:
                 self.solver_failures += 1
                 if self.solver_failures == 1:
@@ -92,8 +94,7 @@ class NashMTL(Weighting):
                 alpha = self.alpha if self.alpha is not None else np.ones(t)
             self.alpha = alpha
         self.steps += 1
-        w = to_weights(self.alpha, grads)
-        return weighted_direction(w, grads), w
+        return self.alpha
 
     def reset(self) -> None:
         super().reset()

@@ -5,15 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from mtlkit.weighting._gram import gram64
-from mtlkit.weighting.base import (
-    PARAM,
-    REP,
-    SeededWeighting,
-    register,
-    weighted_direction,
-    work_dtype,
-)
+from mtlkit.weighting.base import PARAM, REP, GramWeighting, SeededWeighting, register
 
 
 def pcgrad_coefficients(m: Tensor, perms: list[list[int]]) -> Tensor:
@@ -37,7 +29,7 @@ def pcgrad_coefficients(m: Tensor, perms: list[list[int]]) -> Tensor:
 
 
 @register
-class PCGrad(SeededWeighting):
+class PCGrad(SeededWeighting, GramWeighting):
     """Gradient surgery: remove from each task gradient its component along any
     other task gradient it conflicts with (Yu et al. 2020, Eq. 1 / Algorithm 1):
 
@@ -61,11 +53,8 @@ class PCGrad(SeededWeighting):
 
     name = "PCGrad"
     modes = (PARAM, REP)
-    is_reweighting = True
 
-    def combine(self, losses: Tensor, grads: Tensor | None = None):
-        t = self._check(losses, grads)
+    def _gram_weights(self, losses: Tensor, gram: Tensor) -> Tensor:
+        t = losses.numel()
         perms = [torch.randperm(t, generator=self._gen).tolist() for _ in range(t)]
-        coef = pcgrad_coefficients(gram64(grads), perms)
-        w = coef.sum(0).to(work_dtype(grads))
-        return weighted_direction(w, grads), w
+        return pcgrad_coefficients(gram, perms).sum(0)

@@ -8,6 +8,7 @@ from torch import Tensor
 
 from mtlkit.weighting.base import (
     LOSSES,
+    Combined,
     SeededWeighting,
     register,
     weighted_direction,
@@ -162,8 +163,8 @@ class RLW(SeededWeighting):
         r""":math:`\mathbb E[\lambda]` for this strategy (see :func:`expected_weights`)."""
         return expected_weights(self.dist, num_tasks, self.seed, n_samples)
 
-    def combine(self, losses: Tensor, grads: Tensor | None = None):
-        t = self._check(losses, grads)
+    def _combine(self, losses: Tensor, grads: Tensor | None) -> Combined:
+        t = losses.numel()
         w = self.sample(t)[0].to(work_dtype(losses))  # drawn on the CPU: same on every device
         if losses.device.type == "cuda":  # pinned + non_blocking: no host-device sync per step
             w = w.pin_memory().to(losses.device, non_blocking=True)

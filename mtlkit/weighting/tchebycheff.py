@@ -17,14 +17,20 @@ Derived and checked in ``notebooks/31_adversarial_and_minmax_baselines.ipynb``.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
-from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
-from mtlkit.weighting.base import LOSSES, Weighting, at_work, register, weighted_direction
+from mtlkit.weighting.base import (
+    LOSSES,
+    Combined,
+    Weighting,
+    at_work,
+    check_flag,
+    register,
+    weighted_direction,
+)
 
 
 def tchebycheff_weights(losses: Tensor, preference: Tensor, ideal: Tensor) -> Tensor:
@@ -54,7 +60,6 @@ class Tchebycheff(Weighting):
 
     name = "Tchebycheff"
     modes = (LOSSES,)
-    arch: ClassVar[str | None] = None  #: the architecture the method was published with
 
     def __init__(self, preference: Sequence[float] | None = None,
                  ideal: float | Sequence[float] = 0.0, normalize: bool = False) -> None:
@@ -84,8 +89,7 @@ class Tchebycheff(Weighting):
             pi = pi / self.scale.to(losses)
         return pi
 
-    def combine(self, losses: Tensor, grads: Tensor | None = None):
-        self._check(losses, grads)
+    def _combine(self, losses: Tensor, grads: Tensor | None) -> Combined:
         L = at_work(losses)
         z = torch.as_tensor(self.ideal, dtype=L.dtype, device=L.device)
         w = tchebycheff_weights(L, self._pi(L), z)
@@ -103,21 +107,23 @@ class TchebycheffAdv(Tchebycheff):
     Not implemented: Mao et al.'s rule that switches the discriminator term on
     only above a loss threshold.  Derived in
     ``notebooks/31_adversarial_and_minmax_baselines.ipynb``.
+
+    Parameters
+    ----------
+    preference, ideal, normalize:
+        As :class:`Tchebycheff`'s.
+    allow_without_discriminator:
+        False (default): a model other than ``SharedPrivate`` is refused (at ``attach``
+        and engine construction); True: it trains, with a warning, as Tchebycheff.
     """
 
     name = "TchebycheffAdv"
     arch = "SharedPrivate"
+    arch_opt_in = "allow_without_discriminator"
 
-    def attach(self, model: Any, optimizer: Any) -> None:
-        warn_unless_shared_private(self.name, model)
-
-
-def warn_unless_shared_private(name: str, model: Any) -> None:
-    """Warn (not raise: it still trains) when an adversarial method gets a model
-    without the shared-private adversarial module."""
-    from mtlkit.arch.shared_private import SharedPrivate
-
-    if model is not None and not isinstance(model, SharedPrivate):
-        warnings.warn(f"{name} is defined on mtlkit.arch.shared_private.SharedPrivate; with "
-                      f"{type(model).__name__} there is no adversarial module and it reduces "
-                      "to its weighting alone", stacklevel=2)
+    def __init__(self, preference: Sequence[float] | None = None,
+                 ideal: float | Sequence[float] = 0.0, normalize: bool = False,
+                 allow_without_discriminator: bool = False) -> None:
+        super().__init__(preference, ideal, normalize)
+        self.allow_without_discriminator = check_flag(self.name, "allow_without_discriminator",
+                                                      allow_without_discriminator)

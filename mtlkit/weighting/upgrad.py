@@ -6,8 +6,8 @@ import numpy as np
 from scipy.optimize import nnls
 from torch import Tensor
 
-from mtlkit.weighting._gram import gram, psd_factor, to_weights
-from mtlkit.weighting.base import PARAM, REP, Weighting, register, weighted_direction
+from mtlkit.weighting._gram import on_host, psd_factor
+from mtlkit.weighting.base import PARAM, REP, GramWeighting, register
 
 
 def dual_cone_weights(m: np.ndarray, u: np.ndarray) -> np.ndarray:
@@ -24,7 +24,7 @@ def dual_cone_weights(m: np.ndarray, u: np.ndarray) -> np.ndarray:
 
 
 @register
-class UPGrad(Weighting):
+class UPGrad(GramWeighting):
     """d = (1/T) sum_t pi(g_t), pi = projection onto the dual cone of the rows of G.
 
     Every projected gradient, hence d, satisfies G d >= 0: no task's loss
@@ -41,7 +41,6 @@ class UPGrad(Weighting):
 
     name = "UPGrad"
     modes = (PARAM, REP)
-    is_reweighting = True
 
     def __init__(self, norm_eps: float = 1e-4) -> None:
         super().__init__()
@@ -49,10 +48,7 @@ class UPGrad(Weighting):
             raise ValueError(f"UPGrad norm_eps must be >= 0, got {norm_eps!r}")
         self.norm_eps = float(norm_eps)
 
-    def combine(self, losses: Tensor, grads: Tensor | None = None):
-        t = self._check(losses, grads)
-        m = gram(grads)
+    def _gram_weights(self, losses: Tensor, gram: Tensor) -> np.ndarray:
+        t, m = losses.numel(), on_host(gram)
         m = m + self.norm_eps * np.trace(m) / t * np.eye(t)
-        w = np.mean([dual_cone_weights(m, np.eye(t)[i]) for i in range(t)], axis=0)
-        weights = to_weights(w, grads)
-        return weighted_direction(weights, grads), weights
+        return np.mean([dual_cone_weights(m, np.eye(t)[i]) for i in range(t)], axis=0)

@@ -1,7 +1,7 @@
 """One HTML page summarising a folder of notebook runs, and an HTML copy of each notebook.
 
 ``write_report(out)`` reads the run folders that :mod:`mtlkit.nbrun` wrote under ``out``
-(see :mod:`mtlkit.runs`), renders every executed notebook to HTML next to it (nbconvert;
+(see :mod:`mtlkit.batch.runs`), renders every executed notebook to HTML next to it (nbconvert;
 only when missing or older than the notebook), and writes ``out/index.html``: an overview
 table, then per completed run its wall time, parameters, claim verdicts (coloured), key
 metrics and figures (embedded as base64 so the page can be mailed or moved on its own), and
@@ -19,14 +19,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from mtlkit.runs import (
+from mtlkit.batch.runs import (
     cell_source,
     completed_runs,
     flatten,
     load_notebook,
     notebook_file,
-    read_json,
-    shown_parameters,
+    run_summary,
     status_of,
     unfinished_runs,
 )
@@ -92,25 +91,15 @@ def render_notebooks(out: str | Path) -> list[Path]:
     return done
 
 
-def run_summary(run_dir: Path, out: Path | None = None) -> dict[str, Any]:
-    """Everything the report shows about one run (or attempt) folder."""
-    status, info = status_of(run_dir)
-    nb = notebook_file(run_dir, info)
-    claims = read_json(run_dir / "claims.json", [])
-    metrics = read_json(run_dir / "metrics.json", {})
+def _summary(run_dir: Path, out: Path | None = None) -> dict[str, Any]:
+    """Everything the report shows about one run (or attempt) folder: the run's
+    :func:`~mtlkit.batch.runs.run_summary`, its title, flattened metrics and HTML copy."""
+    r = run_summary(run_dir, out)
+    nb = r["ipynb"]
     page = html_copy(nb) if nb else None
-    return {
-        "dir": run_dir, "status": status,
-        "notebook": info.get("notebook") or (nb.name if nb else run_dir.name),
-        "label": run_dir.relative_to(out).as_posix() if out else run_dir.name,
-        "wall_s": info.get("wall_s"), "finished": info.get("finished", ""),
-        "error": info.get("error", ""), "parameters": shown_parameters(info),
-        "title": _title(nb) if nb else "", "ipynb": nb,
-        "html": page if page and page.exists() else None,
-        "claims": claims if isinstance(claims, list) else [],
-        "metrics": flatten(metrics) if isinstance(metrics, dict) else {},
-        "figures": sorted((run_dir / "figures").rglob("*.png")),
-    }
+    return {**r, "notebook": r["notebook"] or run_dir.name, "title": _title(nb) if nb else "",
+            "html": page if page and page.exists() else None,
+            "metrics": flatten(r["metrics"]) if isinstance(r["metrics"], dict) else {}}
 
 
 def _title(path: Path) -> str:
@@ -244,8 +233,8 @@ def _attempt_section(r: dict[str, Any], out: Path) -> str:
 def render(out: str | Path) -> str:
     """The HTML text of the report for run folder ``out``."""
     out = Path(out)
-    runs = [run_summary(d, out) for d in completed_runs(out)]
-    unfinished = [run_summary(d, out) for d in unfinished_runs(out)]
+    runs = [_summary(d, out) for d in completed_runs(out)]
+    unfinished = [_summary(d, out) for d in unfinished_runs(out)]
     good = sum(claim_counts(r["claims"])[0] for r in runs)
     bad = sum(claim_counts(r["claims"])[1] for r in runs)
     tables = "".join(f" · <a href='{name}'>{name}</a>" for name in ("metrics.csv", "runs.csv")

@@ -1,4 +1,6 @@
-"""The minimum-norm point in the convex hull of T vectors (MGDA's sub-problem).
+"""The minimum-norm point in the convex hull of T vectors (MGDA's sub-problem): the
+solvers that MGDA, CAGrad and MetaWeighting share.  A private module (not a strategy);
+its public name is ``mtlkit.weighting.min_norm``.
 
 Given per-task gradients g_1..g_T (rows of G) and their Gram matrix M = G G^T,
 
@@ -40,7 +42,7 @@ import torch
 from torch import Tensor
 
 from mtlkit.weighting._gram import gram64
-from mtlkit.weighting.base import weighted_direction
+from mtlkit.weighting._precision import combine_rows
 
 
 def min_norm_2(g1g1: Tensor, g1g2: Tensor, g2g2: Tensor) -> tuple[Tensor, Tensor]:
@@ -252,7 +254,7 @@ def min_norm_element(grads: Tensor, method: str = "auto", iters: int = 250,
     """
     m = gram64(grads)
     lam = solve_min_norm(m, method, iters, tol)
-    return lam, weighted_direction(lam, grads)
+    return lam, combine_rows(lam, grads)
 
 
 METHODS = ("auto", "fw", "exact", "active")

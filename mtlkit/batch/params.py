@@ -26,8 +26,8 @@ from typing import Any
 
 import yaml
 
+from mtlkit.batch.runs import cell_source, load_notebook
 from mtlkit.profiles import PROFILES
-from mtlkit.runs import cell_source, load_notebook
 
 RUNNER_SET = ("OUT_DIR",)  # set by the runner for every run, never by the user
 
@@ -200,15 +200,15 @@ def _alternatives(ann: str) -> list[str]:
     return [*parts, ann[start:]]
 
 
-def _type_ok(value: Any, ann: str) -> bool:
+def type_ok(value: Any, ann: str) -> bool:
     """Does ``value`` fit the annotation (``str``, ``int``, ``list[int]``, ``str | None``)?"""
     alts = _alternatives(ann)
     if len(alts) > 1:
-        return any(_type_ok(value, a) for a in alts)
+        return any(type_ok(value, a) for a in alts)
     ann = alts[0]
     m = re.fullmatch(r"(list|tuple|List|Tuple)\[(.+)\]", ann)
     if m:
-        return isinstance(value, (list, tuple)) and all(_type_ok(v, m.group(2)) for v in value)
+        return isinstance(value, (list, tuple)) and all(type_ok(v, m.group(2)) for v in value)
     m = re.fullmatch(r"(dict|Dict)\[.+\]", ann)
     if m:
         return isinstance(value, dict)
@@ -242,7 +242,7 @@ def from_text(name: str, raw: str, param: Param) -> Any:
             parsed = parse_value(raw)
         except UsageError:
             return coerce(name, raw, param)
-        keep = not isinstance(parsed, str) and _type_ok(parsed, ann)
+        keep = not isinstance(parsed, str) and type_ok(parsed, ann)
         return coerce(name, parsed if keep else raw, param)
     return coerce(name, parse_value(raw), param)
 
@@ -262,7 +262,7 @@ def coerce(name: str, value: Any, param: Param) -> Any:
     if (ann == "int" and isinstance(value, float) and math.isfinite(value)
             and value.is_integer()):
         value = int(value)
-    if ann and not _type_ok(value, ann):
+    if ann and not type_ok(value, ann):
         hint = f"  ({param.help})" if param.help else ""
         raise UsageError(
             f"parameter {name} expects {param.annotation or ann}, got {type(value).__name__} "

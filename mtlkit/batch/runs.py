@@ -8,7 +8,7 @@ Layout of an output folder ``out`` (``--out``)::
                            interrupted (no marker): its partial notebook, kept for inspection
     out/metrics.csv        the metrics of every completed run (one tidy row per key)
     out/runs.csv           every run and attempt: status, parameters, finish time, error
-    out/index.html         the report (:mod:`mtlkit.report`)
+    out/index.html         the report (:mod:`mtlkit.batch.report`)
 
 A run executes in ``out/_attempts/<name>/`` and is moved to ``out/<name>/`` only when it
 completed, so ``out/<name>/`` always holds one whole, successful run (or nothing), and a
@@ -118,6 +118,28 @@ def shown_parameters(info: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in sorted(params.items()) if k != "OUT_DIR"}
 
 
+def run_summary(run_dir: Path, out: Path | None = None) -> dict[str, Any]:
+    """What is recorded about one run (or attempt) folder: ``dir``, ``status``,
+    ``notebook`` (its file name; "" if unknown), ``label`` (the folder relative to
+    ``out``), ``wall_s``, ``finished``, ``error``, ``parameters``
+    (:func:`shown_parameters`), ``ipynb`` (the executed notebook, or None), ``claims`` (a
+    list), ``metrics`` (``metrics.json`` as read, or None) and ``figures`` (the PNG files
+    under ``figures/``)."""
+    status, info = status_of(run_dir)
+    nb = notebook_file(run_dir, info)
+    claims = read_json(run_dir / "claims.json", [])
+    return {
+        "dir": run_dir, "status": status,
+        "notebook": info.get("notebook") or (nb.name if nb else ""),
+        "label": run_dir.relative_to(out).as_posix() if out else run_dir.name,
+        "wall_s": info.get("wall_s"), "finished": info.get("finished", ""),
+        "error": info.get("error", ""), "parameters": shown_parameters(info), "ipynb": nb,
+        "claims": claims if isinstance(claims, list) else [],
+        "metrics": read_json(run_dir / "metrics.json", None),
+        "figures": sorted((run_dir / "figures").rglob("*.png")),
+    }
+
+
 def _write_csv(path: Path, header: list[str], rows: list[list[Any]]) -> Path:
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("w", newline="", encoding="utf-8") as f:
@@ -139,14 +161,12 @@ def collect_metrics(out: str | Path) -> Path:
     out = Path(out)
     rows = []
     for run_dir in completed_runs(out):
-        _, info = status_of(run_dir)
-        metrics = read_json(run_dir / "metrics.json", {})
+        r = run_summary(run_dir, out)
+        metrics = {} if r["metrics"] is None else r["metrics"]
         if not isinstance(metrics, dict):
             metrics = {"_unreadable": True}
-        nb = notebook_file(run_dir, info)
-        params = json.dumps(shown_parameters(info), sort_keys=True)
-        head = [info.get("notebook") or (nb.name if nb else run_dir.name),
-                run_dir.relative_to(out).as_posix(), "ok", info.get("finished", ""), params]
+        head = [r["notebook"] or run_dir.name, r["label"], "ok", r["finished"],
+                json.dumps(r["parameters"], sort_keys=True)]
         for key, value in flatten(metrics).items():
             if not isinstance(value, (int, float)) or isinstance(value, bool):
                 value = json.dumps(value)
@@ -160,11 +180,9 @@ def collect_runs(out: str | Path) -> Path:
     out = Path(out)
     rows = []
     for run_dir in completed_runs(out) + unfinished_runs(out):
-        status, info = status_of(run_dir)
-        nb = notebook_file(run_dir, info)
-        rows.append([run_dir.relative_to(out).as_posix(), info.get("notebook") or
-                     (nb.name if nb else ""), status, info.get("finished", ""),
-                     info.get("wall_s", ""), json.dumps(shown_parameters(info), sort_keys=True),
-                     info.get("error", "")])
+        r = run_summary(run_dir, out)
+        wall = "" if r["wall_s"] is None else r["wall_s"]
+        rows.append([r["label"], r["notebook"], r["status"], r["finished"], wall,
+                     json.dumps(r["parameters"], sort_keys=True), r["error"]])
     return _write_csv(out / "runs.csv", ["folder", "notebook", "status", "finished", "wall_s",
                                          "parameters", "error"], rows)
