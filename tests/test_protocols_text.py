@@ -331,6 +331,18 @@ def fake_records(values: dict[str, dict[str, list[float]]]) -> pd.DataFrame:
     return pd.DataFrame(rows)[results.RECORD_COLUMNS]
 
 
+def test_selected_records_keeps_the_selected_epoch_of_the_asked_splits_and_metrics():
+    rec = fake_records({"A": {"t1": [0.5, 0.6]}})
+    rec = pd.concat([rec, rec.assign(split="val"), rec.assign(split="train"),
+                     rec.assign(metric="loss"), rec.assign(selected=False, epoch=2)],
+                    ignore_index=True)
+    out = P.selected_records(rec)
+    assert len(out) == 4 and out["selected"].all() and (out["epoch"] == 1).all()
+    assert set(out["split"]) == {"val", "test"} and set(out["metric"]) == {"acc"}
+    both = P.selected_records(rec, splits=("test",), metrics=("acc", "loss"))
+    assert len(both) == 4 and set(both["metric"]) == {"acc", "loss"}
+
+
 def test_summary_table_against_scipy():
     rec = fake_records({"A": {"t1": [0.5, 0.6, 0.7], "t2": [0.1, 0.2, 0.6]}})
     long = results.summary_long(rec)
