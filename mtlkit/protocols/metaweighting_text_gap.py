@@ -19,42 +19,28 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
-import torch
 from scipy import stats
-from torch.utils.data import DataLoader
-
-from mtlkit.trainer import to_device
 
 
 @dataclass
 class SupportLoss:
     """A :class:`~mtlkit.trainer.Trainer` callback: at each evaluated epoch, every task's
-    mean loss on its support set (the examples it trains on), in eval mode.  Its data
-    loader has its own generator, so the training run's random state is untouched."""
+    mean loss on its support set (the examples it trains on), in eval mode, computed by the
+    trainer's own evaluator exactly as it computes the query loss.  The evaluator's data
+    loaders have their own generator, so the training run's random state is untouched."""
 
     eval_every: int = 1
-    batch_size: int = 256
     rows: list[dict[str, Any]] = field(default_factory=list)
 
     def __call__(self, trainer: Any, step: int, losses: Any, weights: Any) -> None:
         last = trainer.epoch == trainer.cfg.epochs
         if step % trainer.steps_per_epoch or (trainer.epoch % self.eval_every and not last):
             return
-        model = trainer.model
-        model.eval()
-        with torch.no_grad():
-            for t in trainer.tasks:
-                total, n = 0.0, 0
-                loader = DataLoader(trainer.streams[t].dataset, batch_size=self.batch_size,
-                                    generator=torch.Generator().manual_seed(0))
-                for x, y in loader:
-                    x, y = to_device(x, trainer.device), to_device(y, trainer.device)
-                    out = model(x, [t])[t]
-                    total += float(trainer.criteria[t](out.float(), y)) * len(y)
-                    n += len(y)
-                self.rows.append({"task": t, "metric": "loss", "value": total / max(n, 1),
-                                  "split": "support", "epoch": trainer.epoch})
-        model.train()
+        support = {key: stream.dataset for key, stream in trainer.batches.streams.items()}
+        for t, r in trainer.evaluator.losses(support, trainer.criteria).items():
+            self.rows.append({"task": t, "metric": "loss", "value": r["loss"],
+                              "split": "support", "epoch": trainer.epoch})
+        trainer.model.train()
 
 
 def with_support(records: pd.DataFrame, probe: SupportLoss) -> pd.DataFrame:
