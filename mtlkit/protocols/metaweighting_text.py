@@ -125,9 +125,9 @@ PROFILE_SETTINGS: dict[str, dict[str, Any]] = {
                   glove_path="embedded", glove_dim=50, query_ratio=QUERY_RATIO,
                   lr_grid=(1e-3, 5e-3), search_seeds=(1000,), eval_every=1,
                   extras=("RLW", "AutoLambda")),
-    # paper-cpu: every paper row, RLW and Auto-λ over 4 seeds, sized to ~13 min for
+    # paper-cpu: every paper row, RLW and Auto-λ over 4 seeds, sized to ~10 min for
     # notebook 50 at one thread on a quiet core (measured); the zoo: EXTRAS=["all"]
-    "paper-cpu": dict(datasets=_BOTH, seeds=tuple(range(4)), n_per_task=160, max_len=32,
+    "paper-cpu": dict(datasets=_BOTH, seeds=tuple(range(4)), n_per_task=120, max_len=32,
                       epochs=6, batch_size=32, lr=1e-3, num_filters=32,
                       kernel_sizes=(3, 5, 7), dropout=0.5, glove_path="embedded", glove_dim=50,
                       query_ratio=QUERY_RATIO, lr_grid=(1e-3, 5e-3),
@@ -198,8 +198,8 @@ TRANSFORMER_SETTINGS: dict[str, dict[str, Any]] = {
                   lr_grid=(5e-4,), search_seeds=(1000,), **{**_CPU_BERT, "max_length": 24}),
     "teach": dict(datasets=_BOTH, seeds=(0, 1), n_per_task=120, epochs=6, batch_size=16,
                   lr_grid=(5e-4,), search_seeds=(1000,), **_CPU_BERT),
-    # paper-cpu: ~14 min at one thread (measured: ~65 s a seed and epoch for every row)
-    "paper-cpu": dict(datasets=_BOTH, seeds=tuple(range(3)), n_per_task=80, epochs=4,
+    # paper-cpu: ~8 min at one thread (measured: ~50 s a seed and epoch for every row)
+    "paper-cpu": dict(datasets=_BOTH, seeds=tuple(range(3)), n_per_task=60, epochs=3,
                       batch_size=8, lr_grid=(5e-4,), search_seeds=(1000,), **_CPU_BERT),
     "full": dict(datasets=("amazon_sentiment", "newsgroups"), seeds=tuple(range(10)),
                  n_per_task=None, model="bert-base-uncased", train_layers=0, max_length=256,
