@@ -125,10 +125,10 @@ PROFILE_SETTINGS: dict[str, dict[str, Any]] = {
                   glove_path="embedded", glove_dim=50, query_ratio=QUERY_RATIO,
                   lr_grid=(1e-3, 5e-3), search_seeds=(1000,), eval_every=1,
                   extras=("RLW", "AutoLambda")),
-    # paper-cpu: every paper row, RLW and Auto-λ over 4 seeds, sized to ~10 min for
+    # paper-cpu: every paper row, RLW and Auto-λ over 4 seeds, sized to ~12 min for
     # notebook 50 at one thread on a quiet core (measured); the zoo: EXTRAS=["all"]
-    "paper-cpu": dict(datasets=_BOTH, seeds=tuple(range(4)), n_per_task=120, max_len=32,
-                      epochs=6, batch_size=32, lr=1e-3, num_filters=32,
+    "paper-cpu": dict(datasets=_BOTH, seeds=tuple(range(4)), n_per_task=160, max_len=32,
+                      epochs=10, batch_size=32, lr=1e-3, num_filters=32,
                       kernel_sizes=(3, 5, 7), dropout=0.5, glove_path="embedded", glove_dim=50,
                       query_ratio=QUERY_RATIO, lr_grid=(1e-3, 5e-3),
                       search_seeds=(1000,), eval_every=1, extras=("RLW", "AutoLambda")),
