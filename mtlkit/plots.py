@@ -24,6 +24,7 @@ processes (no display, no Jupyter kernel) use the Agg backend.  Used in
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -382,4 +383,131 @@ def convergence_curves(curves: pd.DataFrame, ylabel: str = "validation average a
     ax.set_xlabel("epoch")
     ax.set_ylabel(ylabel)
     ax.legend(fontsize=7, ncol=2)
+    return _finish(fig, save)
+
+
+# ------------------------------------------------------------------ text (issue 15)
+def hypergradient_path(frames: Mapping[str, pd.DataFrame], radius: float,
+                       save: str | Path | None = None) -> Figure:
+    """Why learnt weights stay put (``metaweighting.txt`` Eqs. 10–13): left, the size of
+    each weight step alpha ||e_k|| (the part of the hypergradient direction that the
+    constraint lets act), log scale; right, its running sum divided by T (the bound on
+    ||w/T - 1/T||) and the measured ||w/T - 1/T||, against ``radius`` (the distance from
+    uniform weights to a single task).  ``frames``: {label: HypergradProbe.frame()}."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    for (name, df), colour in zip(frames.items(), palette(len(frames))):
+        t = sum(c.startswith("w/") for c in df.columns)
+        axes[0].plot(df["step"], df["step_norm"], color=colour, linewidth=0.8, label=name)
+        axes[1].plot(df["step"], df["step_norm"].cumsum() / t, color=colour, linestyle="--",
+                     linewidth=1.2, label=f"{name}: bound")
+        axes[1].plot(df["step"], df["w_dist"], color=colour, linewidth=1.6,
+                     label=f"{name}: measured")
+    axes[0].set_yscale("log")
+    axes[0].set_xlabel("training step")
+    axes[0].set_ylabel("weight step α‖e_k‖")
+    axes[0].legend(fontsize=7)
+    axes[1].axhline(radius, color="black", linewidth=0.8, linestyle=":")
+    axes[1].annotate("uniform → one task", (0.02, radius), xycoords=("axes fraction", "data"),
+                     fontsize=7, va="bottom")
+    axes[1].set_yscale("log")
+    axes[1].set_xlabel("training step")
+    axes[1].set_ylabel("‖w/T − 1/T‖")
+    axes[1].legend(fontsize=7)
+    return _finish(fig, save)
+
+
+def weight_panels(frames: Mapping[str, pd.DataFrame], tasks: Sequence[str] | None = None,
+                  smooth: int = 1, ncols: int = 3, save: str | Path | None = None) -> Figure:
+    """Task weights against training step, one panel per method on its own y scale
+    (UW's and GradNorm's weights are not on the simplex), wrapped in ``ncols`` columns
+    (``metaweighting.txt`` Figs 8–9, 12).  ``frames``: {method: frame with ``step`` and
+    ``weight/<task>`` columns}; ``tasks`` restricts to those tasks (e.g. the first four)."""
+    n = len(frames)
+    if n == 0:
+        raise ValueError("no weight frames to plot")
+    rows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(rows, min(n, ncols), figsize=(4.0 * min(n, ncols), 2.9 * rows),
+                             squeeze=False)
+    for ax, (name, df) in zip(axes.flat, frames.items()):
+        cols = [c for c in df.columns if c.startswith("weight/")
+                and (tasks is None or c.split("/", 1)[1] in tasks)]
+        if not cols:
+            raise ValueError(f"steps of {name} have no weight/<task> columns")
+        for c, colour in zip(cols, palette(len(cols))):
+            y = df[c].rolling(smooth, min_periods=1).mean()
+            ax.plot(df["step"], y, color=colour, label=c.split("/", 1)[1], linewidth=1.1)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("training step")
+        ax.set_ylabel("task weight")
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
+    axes.flat[0].legend(fontsize=7, title="task", title_fontsize=7)
+    return _finish(fig, save)
+
+
+def sweep_boxes(values: pd.DataFrame, xlabel: str, ylabel: str = "task-average test acc",
+                reference: Mapping[str, float] | None = None, title: str = "",
+                save: str | Path | None = None) -> Figure:
+    """Box plots over runs of one value per run against a swept level
+    (``metaweighting.txt`` Figs 4–5), one box colour per group.  ``values``: columns
+    level, group, value (one row per run); ``reference``: {label: y} drawn as horizontal
+    lines (e.g. EW's mean)."""
+    if values.empty:
+        raise ValueError("no values to plot")
+    levels = sorted(values["level"].unique())
+    groups = list(dict.fromkeys(values["group"]))
+    width = 0.8 / len(groups)
+    fig, ax = plt.subplots(figsize=(max(4.5, 0.9 * len(levels) * len(groups) + 2), 3.4))
+    for j, (g, colour) in enumerate(zip(groups, palette(len(groups)))):
+        data, pos = [], []
+        for i, lv in enumerate(levels):
+            v = values[(values["group"] == g) & (values["level"] == lv)]["value"].to_numpy()
+            if v.size:
+                data.append(v)
+                pos.append(i - 0.4 + width * (j + 0.5))
+        if not data:
+            continue
+        box = ax.boxplot(data, positions=pos, widths=width * 0.85, patch_artist=True,
+                         manage_ticks=False)
+        for patch in box["boxes"]:
+            patch.set_facecolor(colour)
+        ax.plot([], [], color=colour, linewidth=6, label=g)
+    for (name, y), ls in zip((reference or {}).items(), ("--", ":", "-.")):
+        ax.axhline(y, color="black", linewidth=0.9, linestyle=ls, label=name)
+    ax.set_xticks(range(len(levels)), [f"{lv:g}" for lv in levels])
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    return _finish(fig, save)
+
+
+def method_clusters(records: pd.DataFrame, methods: Sequence[str], metric: str = "acc",
+                    split: str = "test", title: str = "", save: str | Path | None = None
+                    ) -> Figure:
+    """``metaweighting.txt`` Figs 2–3, 10–11 for many methods: one column per task, in it one
+    cluster per method, one point per run; colours cycle through the Okabe-Ito palette and
+    each cycle gets its own marker, so no two methods look alike; the legend sits outside."""
+    df = _selected(records, split, metric)
+    tasks = list(dict.fromkeys(df["task"]))
+    markers = ["o", "s", "^", "D", "v"]
+    width = 0.8 / len(methods)
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.3 * len(tasks) + 2.5), 3.8))
+    rng = np.random.default_rng(0)  # jitter only; does not touch the global RNG
+    for j, m in enumerate(methods):
+        colour, marker = OKABE_ITO[j % 8], markers[(j // 8) % len(markers)]
+        for i, t in enumerate(tasks):
+            v = df[(df["method"] == m) & (df["task"] == t)]["value"].to_numpy()
+            x = i - 0.4 + width * (j + 0.5) + rng.uniform(-width / 4, width / 4, v.size)
+            ax.scatter(x, v, s=16, color=colour, marker=marker, label=m if i == 0 else None,
+                       edgecolor="black", linewidth=0.3)
+    for i in range(1, len(tasks)):
+        ax.axvline(i - 0.5, color="0.85", linewidth=0.8, zorder=0)
+    ax.set_xticks(range(len(tasks)), tasks, rotation=30 if len(tasks) > 6 else 0)
+    ax.set_xlabel("task")
+    ax.set_ylabel(f"{split} {metric}")
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return _finish(fig, save)

@@ -221,3 +221,50 @@ def to_html(table: pd.DataFrame, digits: int = 4) -> str:
     styler = table.style.format(precision=digits).apply(
         lambda col: ["font-weight: bold" if b else "" for b in mask[col.name]], axis=0)
     return styler.to_html()
+
+
+# ------------------------------------------------------------------ text (issue 15)
+def per_run_average(records: pd.DataFrame, metric: str = "acc", split: str = "test"
+                    ) -> pd.DataFrame:
+    """The task average of ``metric`` of each run (at its selected epoch), as records with
+    task ``"average"``: averaged per run first, so its spread over seeds is the spread of
+    the runs' averages (``metaweighting.txt`` §6.4, "average performance")."""
+    df = final(records, split)
+    df = df[df["metric"] == metric]
+    keys = [c for c in RECORD_COLUMNS if c not in ("task", "value")]
+    avg = df.groupby(keys, sort=False, dropna=False)["value"].mean().reset_index()
+    return avg.assign(task="average")[RECORD_COLUMNS]
+
+
+def summary_long(records: pd.DataFrame, metric: str = "acc", split: str = "test",
+                 methods: Sequence[str] | None = None, average: bool = True) -> pd.DataFrame:
+    """Mean, std, n and the 95% CI of the mean over runs of each (method, task), with the
+    per-run task average as task ``"average"`` (``average=True``); one row each."""
+    df = final(records, split)
+    df = df[df["metric"] == metric]
+    if average:
+        df = pd.concat([df, per_run_average(records, metric, split)], ignore_index=True)
+    g = df.groupby(["method", "task"], sort=False)["value"]
+    out = g.agg(mean="mean", std="std", n="count").reset_index()
+    half = g.apply(lambda v: ci95(v.to_numpy())).to_numpy()
+    out["lo"], out["hi"] = out["mean"] - half, out["mean"] + half
+    if methods is not None:
+        out = out[out["method"].isin(list(methods))]
+        out["method"] = pd.Categorical(out["method"], list(methods), ordered=True)
+        out = out.sort_values(["method"], kind="stable")
+        out["method"] = out["method"].astype(str)
+    return out.reset_index(drop=True)
+
+
+def summary_table(records: pd.DataFrame, metric: str = "acc", split: str = "test",
+                  methods: Sequence[str] | None = None, digits: int = 3) -> pd.DataFrame:
+    """:func:`summary_long` as a method x task table of ``"mean ± std [lo, hi]"`` strings
+    (tasks in record order, then ``average``); ``nan`` std/CI with one run."""
+    long = summary_long(records, metric, split, methods)
+    f = f"{{:.{digits}f}}"
+    long["cell"] = [f"{f.format(m)} ± {f.format(s)} [{f.format(lo)}, {f.format(hi)}]"
+                    for m, s, lo, hi in zip(long["mean"], long["std"], long["lo"], long["hi"])]
+    tasks = list(dict.fromkeys(long["task"]))
+    order = list(methods) if methods is not None else list(dict.fromkeys(long["method"]))
+    table = long.pivot(index="method", columns="task", values="cell")
+    return table.reindex(index=[m for m in order if m in table.index], columns=tasks)
