@@ -126,6 +126,17 @@ def run_seeds(seeds: Sequence[int], n_seeds: int) -> list[int]:
 
 
 # --------------------------------------------------------------------------- settings
+
+def with_overrides(setting: Any, **kw: Any) -> Any:
+    """A copy of a settings dataclass with every given non-empty value replaced (0, "",
+    None and [] keep the default; lists become tuples); an unknown name is an error."""
+    kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in kw.items()
+          if v not in (0, "", None, [], ())}
+    bad = sorted(set(kw) - set(setting.__dataclass_fields__))
+    if bad:
+        raise ValueError(f"unknown setting(s) {bad}")
+    return replace(setting, **kw)
+
 @dataclass(frozen=True)
 class Setting:
     """One profile's settings for one problem; notebook parameters override fields."""
@@ -147,12 +158,7 @@ class Setting:
 
     def with_overrides(self, **kw: Any) -> Setting:
         """A copy with every given non-empty value replaced (0, "" and [] keep the default)."""
-        kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in kw.items()
-              if v not in (0, "", None, [], ())}
-        bad = sorted(set(kw) - set(self.__dataclass_fields__))
-        if bad:
-            raise ValueError(f"unknown setting(s) {bad}")
-        return replace(self, **kw)
+        return with_overrides(self, **kw)
 
 
 _STAND_IN_ATTR = ("digit_attributes",)

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,7 @@ from mtlkit.data import registry
 from mtlkit.data.base import MTLData
 from mtlkit.data.common import ArrayDataset, DataCorrupt, DataUnavailable
 from mtlkit.encoders.transformer import TransformerEncoder
-from mtlkit.protocols.rlw_classification import RLW6, table_rows
+from mtlkit.protocols.rlw_classification import RLW6, table_rows, with_overrides
 
 PROBLEMS = ("pi", "pos", "nli", "ner")
 TABLE = {"pi": "Table 3", "pos": "Table 3", "nli": "Table 12", "ner": "Table 12"}
@@ -135,12 +135,7 @@ class Setting:
 
     def with_overrides(self, **kw: Any) -> Setting:
         """A copy with every given non-empty value replaced (0, "" and [] keep the default)."""
-        kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in kw.items()
-              if v not in (0, "", None, [], ())}
-        bad = sorted(set(kw) - set(self.__dataclass_fields__))
-        if bad:
-            raise ValueError(f"unknown setting(s) {bad}")
-        return replace(self, **kw)
+        return with_overrides(self, **kw)
 
 
 #: the CPU rows: all fifteen, gradient baselines on the representation (GradDrop on the
