@@ -45,6 +45,9 @@ from torch import Tensor, nn
 from mtlkit.utils import jsonable
 
 LAST, PREV = "checkpoint.pt", "checkpoint.prev.pt"
+BEST = "best_model.pt"  #: the weights of the epoch that model selection chose
+#: the model files each ``keep_files`` choice deletes once a run has finished
+PRUNED = {"all": (), "best": (LAST, PREV), "none": (LAST, PREV, BEST)}
 FORMAT = "mtlkit-checkpoint/2"  #: written in every checkpoint; others are refused
 _NUMPY = "__numpy__"  #: tag of an encoded NumPy array or scalar
 _PLAIN = (str, int, float, bool, type(None), torch.dtype, torch.device, torch.Size)
@@ -363,6 +366,10 @@ class RunCheckpoints:
 
     def _why_nothing(self, path: Path) -> str:
         tmp = path.with_name(path.name + ".tmp")
+        if (self.run_dir / "summary.json").exists():
+            return (f"cannot resume: {path} does not exist because the run in {self.run_dir} "
+                    "finished and its checkpoints were removed (TrainConfig.keep_files); its "
+                    f"results are there. To train it longer, {_AFRESH}.")
         if tmp.exists():
             what = (f"its save was interrupted ({tmp.name} is left, incomplete or never "
                     "renamed)")
@@ -371,6 +378,17 @@ class RunCheckpoints:
                     "checkpoint_every to save during training)")
         return (f"cannot resume: {path} does not exist, but {self.run_dir} is not empty: "
                 f"{what}. {self._choices(path) if path == self.last else _AFRESH + '.'}")
+
+
+def prune(run_dir: str | Path, keep_files: str) -> list[Path]:
+    """Delete a finished run's model files that ``keep_files`` does not keep
+    (:data:`PRUNED`); returns the deleted paths.  Results, step log and summary stay."""
+    if keep_files not in PRUNED:
+        raise ValueError(f"keep_files={keep_files!r}; choose one of {tuple(PRUNED)}")
+    gone = [Path(run_dir) / n for n in PRUNED[keep_files] if (Path(run_dir) / n).exists()]
+    for f in gone:
+        f.unlink()
+    return gone
 
 
 # ------------------------------------------------------------------ a run's state

@@ -159,8 +159,10 @@ class Trainer:
         finally:
             bar.close()
         self.save()
-        return write_result(self.log, self.run_dir, self._meta(),
-                            self.selection.chosen(self.epoch))
+        result = write_result(self.log, self.run_dir, self._meta(),
+                              self.selection.chosen(self.epoch))
+        checkpoints.prune(self.run_dir, self.cfg.keep_files)
+        return result
 
     def step(self, inputs: Any, targets: Any, query: tuple[Any, Any] | None = None
              ) -> dict[str, Any]:
@@ -193,7 +195,7 @@ class Trainer:
             self.log.add("val", val, e)
             self.log.add("test", test, e)
             if self.selection.update(val, e):
-                checkpoints.save(self.model.state_dict(), self.run_dir / "best_model.pt")
+                checkpoints.save(self.model.state_dict(), self.run_dir / checkpoints.BEST)
         if self.scheduler is not None:
             self.scheduler.step()
         self.log.reset_epoch()

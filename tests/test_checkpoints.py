@@ -101,6 +101,36 @@ def test_progress_workers_and_checkpoint_period_may_change_on_resume(tmp_path):
     assert again.run_dir == first.run_dir
 
 
+# ------------------------------------------------------------------ what a run keeps
+@pytest.mark.parametrize("keep, left", [("all", {C.LAST, C.PREV, C.BEST}), ("best", {C.BEST}),
+                                        ("none", set())])
+def test_a_finished_run_keeps_the_model_files_it_was_told_to(tmp_path, keep, left):
+    done = fit(tmp_path, "r", keep_files=keep, checkpoint_every=2).fit()
+    assert {p.name for p in done.run_dir.glob("*.pt")} == left
+    assert {"records.csv", "steps.csv", "summary.json"} <= {p.name for p in
+                                                            done.run_dir.iterdir()}
+
+
+def test_keep_files_changes_no_result_and_may_differ_on_resume(tmp_path):
+    kept = fit(tmp_path, "all").fit()
+    lean = fit(tmp_path, "none", keep_files="none").fit()
+    pd.testing.assert_frame_equal(lean.steps, kept.steps)
+    crashed(tmp_path, "c", at=3, keep_files="none")
+    again = fit(tmp_path, "c", keep_files="all", checkpoint_every=2).fit(resume=True)
+    pd.testing.assert_frame_equal(again.steps, kept.steps)
+
+
+def test_resuming_a_pruned_finished_run_says_why_it_cannot(tmp_path):
+    fit(tmp_path, "r", keep_files="best").fit()
+    with pytest.raises(C.NothingToResume, match=r"finished.*keep_files.*resume=False"):
+        fit(tmp_path, "r", keep_files="best").fit(resume=True)
+
+
+def test_keep_files_must_be_a_known_choice(tmp_path):
+    with pytest.raises(ValueError, match=r"keep_files='some'.*'all', 'best', 'none'"):
+        fit(tmp_path, "r", keep_files="some")
+
+
 # ------------------------------------------------------------------ damaged files
 def _damage(path, how):
     data = path.read_bytes()

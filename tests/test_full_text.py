@@ -65,6 +65,8 @@ def _run(notebook: str, root: Path, out: Path, *params: str) -> tuple[Path, dict
         errors = list(out.glob("_attempts/*/_error.json"))
         pytest.fail(f"nbrun exit {rc}: " + (errors[0].read_text() if errors else "no run"))
     run = runs[0]
+    # a finished grid keeps no model files: MiniLM's checkpoint is 0.3 GB, BERT-base's 1.3
+    assert not [p for p in run.rglob("*") if p.suffix in (".pt", ".tmp")]
     return (run, json.loads((run / "metrics.json").read_text()),
             json.loads((run / "claims.json").read_text()))
 

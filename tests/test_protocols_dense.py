@@ -10,6 +10,7 @@ known effects, and the verdict rules on samples with known intervals.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -411,15 +412,25 @@ def test_a_diverged_run_is_listed_and_the_grid_goes_on(tmp_path):
     assert all("diverged" in f for f in grid.failed)
 
 
+def test_a_dense_grid_keeps_no_model_files_by_default(tmp_path):
+    p = _tiny("pascal_context", epochs=1)
+    data = P.load_data(p)
+    P.train_grid([P.parse_method("EW")], [0], data, P.model_factory("HPS", data, p),
+                 p.train_config("cpu"), tmp_path, arch="HPS", crit=P.criteria(data, p),
+                 extras=p.setting.extras, log=None)
+    (run,) = (tmp_path / "train").iterdir()
+    assert (run / "summary.json").exists() and not list(run.glob("*.pt"))
+
+
 def test_extras_are_recorded_at_the_selected_epoch(tmp_path):
     from mtlkit.checkpoints import load_weights
 
     p = _tiny("pascal_context", epochs=2)
     data = P.load_data(p)
     make = P.model_factory("HPS", data, p)
-    grid = P.train_grid([P.parse_method("EW")], [0], data, make, p.train_config("cpu"),
-                        tmp_path, arch="HPS", crit=P.criteria(data, p),
-                        extras=p.setting.extras, log=None)
+    grid = P.train_grid([P.parse_method("EW")], [0], data, make,
+                        replace(p.train_config("cpu"), keep_files="best"), tmp_path, arch="HPS",
+                        crit=P.criteria(data, p), extras=p.setting.extras, log=None)
     rec = grid.records
     chosen = int(rec[rec["selected"]]["epoch"].iloc[0])
     ex = rec[rec["metric"].isin(["maxf", "rmse_angle"])]

@@ -252,10 +252,12 @@ def _default_glove(data_dir: str) -> str:
 def train_config(s: Settings | TransformerSettings, device: str,
                  progress: bool = False) -> TrainConfig:
     """The :class:`~mtlkit.trainer.TrainConfig` of ``s`` (Adam, model selection on the
-    validation accuracy; the query split of bi-level methods is ``s.query_ratio``)."""
+    validation accuracy; the query split of bi-level methods is ``s.query_ratio``).  A
+    finished run keeps its results only: a BERT-base checkpoint with Adam's moments is
+    1.3 GB, and the grid has hundreds of runs."""
     return TrainConfig(epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, optimizer="adam",
                        select="acc", device=device, progress=progress,
-                       eval_every=min(s.eval_every, s.epochs))
+                       eval_every=min(s.eval_every, s.epochs), keep_files="none")
 
 
 def load_problem(dataset: str, s: Settings | TransformerSettings, data_dir: str = "",

@@ -337,10 +337,10 @@ def positive_rates(data: MTLData) -> pd.Series:
 def train_config(s: Any, device: str, full: bool, select: str = "acc",
                  progress: bool = False) -> Any:
     """The :class:`~mtlkit.trainer.TrainConfig` of a setting (Adam as in the paper;
-    bf16 autocast in ``full`` on CUDA)."""
+    bf16 autocast in ``full`` on CUDA); a finished run keeps its results only."""
     cuda = str(device).startswith("cuda")
     return TrainConfig(epochs=s.epochs, batch_size=s.batch_size, lr=s.lr,
                        weight_decay=s.weight_decay,
                        eval_batch_size=getattr(s, "eval_batch_size", 256), select=select,
                        device=str(device), progress=progress,
-                       amp="bf16" if full and cuda else None)
+                       amp="bf16" if full and cuda else None, keep_files="none")

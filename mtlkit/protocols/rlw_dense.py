@@ -175,13 +175,15 @@ class Plan:
         return SETTINGS[self.dataset]
 
     def train_config(self, device: str) -> TrainConfig:
-        """The trainer's settings: Adam, selection on the mean validation loss."""
+        """The trainer's settings: Adam, selection on the mean validation loss; a finished
+        run keeps its results only (a ResNet-50 checkpoint is about 0.3 GB)."""
         cuda = str(device).startswith("cuda")
         return TrainConfig(epochs=self.epochs, batch_size=self.batch_size,
                            eval_batch_size=max(self.batch_size, 8), lr=self.lr,
                            weight_decay=self.weight_decay, select="loss", device=str(device),
                            eval_every=self.eval_every, progress=False,
-                           amp="bf16" if cuda and self.profile == "full" else None)
+                           amp="bf16" if cuda and self.profile == "full" else None,
+                           keep_files="none")
 
     def describe(self) -> str:
         data = (f"SYNTHETIC scenes stand-in ({self.n_train}/{self.n_val}/{self.n_test} "
@@ -537,20 +539,22 @@ def train_one(method: Method, seed: int, data: MTLData, make_model: Callable[[in
               extras: Mapping[str, Sequence[str]] | None = None) -> experiments.MethodRun:
     """One method x seed through :class:`~mtlkit.trainer.Trainer` (records labelled with
     the method and ``arch``); ``extras`` are evaluated on the selected epoch's weights."""
-    from mtlkit.checkpoints import load_weights
+    from mtlkit import checkpoints
 
     check_method(method, arch)
     cfg = replace(config, seed=int(seed), mode=method.mode)
-    r = Trainer(make_model(seed), method.build(seed), data, cfg, criteria=crit,
-                run_dir=run_dir / f"{_slug(arch)}-{_slug(method.label)}-s{seed}",
+    keep = "best" if extras and cfg.keep_files == "none" else cfg.keep_files
+    r = Trainer(make_model(seed), method.build(seed), data, replace(cfg, keep_files=keep),
+                criteria=crit, run_dir=run_dir / f"{_slug(arch)}-{_slug(method.label)}-s{seed}",
                 labels={"method": method.label, "architecture": arch}).fit()
     rec = r.records
     if extras:
         model = make_model(seed)
-        model.load_state_dict(load_weights(r.run_dir / "best_model.pt"))
+        model.load_state_dict(checkpoints.load_weights(r.run_dir / checkpoints.BEST))
         vals = {s: evaluate_extras(model, data.split(s), extras, cfg.device, cfg.eval_batch_size)
                 for s in ("val", "test")}
         rec = pd.concat([rec, _extra_records(rec, vals)], ignore_index=True)
+        checkpoints.prune(r.run_dir, cfg.keep_files)
     return experiments.MethodRun(method.label, int(seed), rec, r.steps, r.epoch_time, True)
 
 

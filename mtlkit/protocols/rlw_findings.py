@@ -27,8 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, replace
 from typing import Any
 
 import pandas as pd
@@ -53,12 +52,14 @@ class Finding:
 def run_grid_lean(methods: Sequence[Any], seeds: Sequence[int], data, make_model, config,
                   out_dir, warmup_steps: int = 0, prune: bool = True,
                   log: Callable[[str], None] | None = print):
-    """:func:`mtlkit.experiments.run_grid` one method x seed at a time, deleting each
-    finished run's model files (``*.pt``: checkpoint with the optimizer state and best
-    model) when ``prune``; its records, step log and summary stay.  A transformer run's
+    """:func:`mtlkit.experiments.run_grid` one method x seed at a time; with ``prune`` each
+    finished run's model files (checkpoint with the optimizer state, best model) are deleted
+    (``keep_files="none"``), its records, step log and summary stay; without, ``config``'s
+    ``keep_files`` decides.  A transformer run's
     checkpoint holds three copies of the model (weights, Adam's two moments): about 0.3 GB
     for MiniLM and 2 GB for mBERT, which a 15 x 5 grid cannot keep on disk."""
     runs, skipped, warm = [], [], warmup_steps
+    config = replace(config, keep_files="none") if prune else config
     for m in methods:
         for s in seeds:
             g = experiments.run_grid([m], [s], data, make_model, config, out_dir, log=log,
@@ -66,10 +67,6 @@ def run_grid_lean(methods: Sequence[Any], seeds: Sequence[int], data, make_model
             warm = 0
             skipped += [x for x in g.skipped if x not in skipped]
             runs += g.runs
-            for r in g.runs if prune else []:
-                for f in (Path(out_dir) / "train" / str(r.records["run_id"].iloc[0])).glob(
-                        "*.pt"):
-                    f.unlink()
             if g.skipped:
                 break
     return experiments.Grid(runs, skipped)

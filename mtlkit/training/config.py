@@ -13,15 +13,18 @@ from typing import Any
 
 import torch
 
+from mtlkit.checkpoints import PRUNED
 from mtlkit.metrics import HIGHER_IS_BETTER
 
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULERS = (None, "step", "cosine")
 AMP_DTYPES = {None: None, "bf16": torch.bfloat16, "fp16": torch.float16}
+#: what a finished run keeps of its model files (:func:`mtlkit.checkpoints.prune`)
+KEEP_FILES = tuple(PRUNED)
 #: training knobs recorded with the strategy's hyper-parameters in each record
 RUN_HPARAMS = ("optimizer", "lr", "weight_decay", "batch_size", "epochs")
 #: settings that do not change the trajectory, so they may differ on resume
-FREE_ON_RESUME = ("progress", "num_workers", "checkpoint_every")
+FREE_ON_RESUME = ("progress", "num_workers", "checkpoint_every", "keep_files")
 
 
 @dataclass
@@ -51,6 +54,9 @@ class TrainConfig:
     seed: int = 0  #: seeds model-independent randomness: batches, split, strategies
     device: str = "cpu"  #: torch device string
     checkpoint_every: int = 0  #: steps between checkpoints (0 = only at the end)
+    #: model files a finished run keeps: "all" (checkpoints and best model), "best" (the
+    #: best model only) or "none" (results only; a grid of large models fills no disk)
+    keep_files: str = "all"
     eval_every: int = 1  #: epochs between val/test evaluations
     select: str = "loss"  #: validation criterion: "loss" (mean over tasks) or a metric name
     progress: bool = True  #: tqdm progress bars
@@ -62,6 +68,8 @@ class TrainConfig:
             raise ValueError(f"optimizer={self.optimizer!r}; choose one of {OPTIMIZERS}")
         if self.scheduler not in SCHEDULERS:
             raise ValueError(f"scheduler={self.scheduler!r}; choose one of {SCHEDULERS}")
+        if self.keep_files not in KEEP_FILES:
+            raise ValueError(f"keep_files={self.keep_files!r}; choose one of {KEEP_FILES}")
         if self.amp not in AMP_DTYPES:
             raise ValueError(f"amp={self.amp!r}; choose None, 'bf16' or 'fp16'")
         for name in ("epochs", "batch_size", "eval_batch_size", "eval_every"):
