@@ -10,6 +10,7 @@ from mtlkit import weighting as W
 from mtlkit.theory.toys import (
     STARTS_CAGRAD,
     STARTS_NASH,
+    front_gap,
     landscape,
     pareto_points,
     run_trajectory,
@@ -69,6 +70,15 @@ def test_pareto_points_are_mutually_non_dominated():
     for a in f:
         dominated = (f <= a).all(1) & (f < a).any(1)
         assert not dominated.any()
+
+
+def test_front_gap_is_zero_on_the_front_and_the_distance_off_it():
+    x, f = pareto_points(n=60, scale=0.1)
+    assert front_gap(x[7], f, 0.1) == pytest.approx(0.0, abs=1e-12)
+    far = np.array([9.0, 9.0])
+    losses = toy_losses(torch.tensor(far), 0.1).numpy()
+    brute = min(float(np.hypot(*(losses - q))) for q in f)  # every front point, by hand
+    assert front_gap(far, f, 0.1) == pytest.approx(brute, rel=1e-12) and brute > 1
 
 
 def test_bad_optimizer():

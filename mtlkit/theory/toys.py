@@ -131,3 +131,10 @@ def pareto_points(n: int = 400, lim: tuple[float, float, float, float] = (-10, 1
             best = fl[i, 1]
     keep = np.array(keep)
     return pts[keep], fl[keep]
+
+
+def front_gap(point: Sequence[float], front_f: np.ndarray, scale: float = 1.0) -> float:
+    """How far the losses at ``point`` are from the sampled Pareto front ``front_f``
+    (:func:`pareto_points`): min_k ||F_k - L(point)||, 0 on the front (up to the grid)."""
+    losses = toy_losses(torch.as_tensor(np.asarray(point), dtype=torch.float64), scale)
+    return float(np.min(np.linalg.norm(front_f - losses.numpy(), axis=1)))
