@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from mtlkit.arch.base import MTLModel, register
-from mtlkit.arch.mmoe import mlp
+from mtlkit.arch.mmoe import mix, mlp
 
 
 def smooth_step(u: Tensor, gamma: float = 1.0) -> Tensor:
@@ -50,7 +50,7 @@ def selector_weights(z: Tensor, codes: Tensor, gamma: float) -> Tensor:
 
 def expert_weights(z: Tensor, w: Tensor, codes: Tensor, gamma: float) -> Tensor:
     """q (B, E) = sum_i softmax(w)_i r_i (Eq. 6); z (B, k, m), w (B, k)."""
-    return torch.einsum("bk,bke->be", torch.softmax(w, dim=-1), selector_weights(z, codes, gamma))
+    return mix(torch.softmax(w, dim=-1), selector_weights(z, codes, gamma))
 
 
 @register
@@ -122,10 +122,10 @@ class DSelectK(MTLModel):
         for t in self.tasks:
             z = self.z_logits[t](x).reshape(len(x), self.num_nonzeros, -1)
             r = selector_weights(z, self.codes, self.gamma)
-            q = torch.einsum("bk,bke->be", torch.softmax(self.w_logits[t](x), dim=-1), r)
+            q = mix(torch.softmax(self.w_logits[t](x), dim=-1), r)
             self._selectors.append(r)
             self.last_gates[t] = q.detach()
-            reps[t] = torch.einsum("be,beo->bo", q, fe)
+            reps[t] = mix(q, fe)
         return reps
 
     def decode(self, rep: Tensor, task: str) -> Tensor:

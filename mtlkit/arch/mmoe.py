@@ -27,6 +27,11 @@ def mlp(sizes: Sequence[int]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def mix(weights: Tensor, experts: Tensor) -> Tensor:
+    """sum_e weights_e f_e per example: weights (B, E), expert outputs (B, E, ...) -> (B, ...)."""
+    return torch.einsum("be,be...->b...", weights, experts)
+
+
 @register
 class MMoE(MTLModel):
     """Multi-gate mixture of experts (Ma et al., KDD 2018); see module docstring.
@@ -71,7 +76,7 @@ class MMoE(MTLModel):
         for t in self.tasks:
             g = torch.softmax(self.gates[t](x), dim=-1)  # (B, E)
             self.last_gates[t] = g.detach()
-            reps[t] = torch.einsum("be,beo->bo", g, fe)
+            reps[t] = mix(g, fe)
         return reps
 
     def decode(self, rep: Tensor, task: str) -> Tensor:

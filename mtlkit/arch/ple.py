@@ -25,12 +25,12 @@ import torch
 from torch import Tensor, nn
 
 from mtlkit.arch.base import MTLModel, register
-from mtlkit.arch.mmoe import mlp
+from mtlkit.arch.mmoe import mix, mlp
 
 
 def gated_sum(logits: Tensor, experts: Tensor) -> Tensor:
     """sum_e softmax(logits)_e f_e: logits (B, E), expert outputs (B, E, O) -> (B, O)."""
-    return torch.einsum("be,beo->bo", torch.softmax(logits, dim=-1), experts)
+    return mix(torch.softmax(logits, dim=-1), experts)
 
 
 def _counts(tasks: Sequence[str], num_specific: int | Mapping[str, int]) -> dict[str, int]:
@@ -68,8 +68,7 @@ class ExtractionLevel(nn.Module):
         fs = self._run(self.shared, s)
         ft = {t: self._run(self.specific[t], h[t]) for t in self.tasks}
         gates = {t: torch.softmax(self.gates[t](h[t]), dim=-1) for t in self.tasks}
-        out = {t: torch.einsum("be,beo->bo", gates[t], torch.stack(fs + ft[t], dim=1))
-               for t in self.tasks}
+        out = {t: mix(gates[t], torch.stack(fs + ft[t], dim=1)) for t in self.tasks}
         s_out = None
         if self.shared_gate is not None:
             every = fs + [f for t in self.tasks for f in ft[t]]
