@@ -3,23 +3,16 @@ write: correct sizes and item shapes, and the checksum / missing-data / bad-task
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import socket
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from support import fx
 
 from mtlkit.data import registry
 from mtlkit.data.common import MANIFEST, DataCorrupt, DataUnavailable
-
-_spec = importlib.util.spec_from_file_location(
-    "data_fixtures", Path(__file__).parent / "fixtures" / "data_fixtures.py")
-fx = importlib.util.module_from_spec(_spec)
-sys.modules["data_fixtures"] = fx
-_spec.loader.exec_module(fx)
 
 NAMES = sorted(fx.MAKERS)
 

@@ -9,39 +9,23 @@ three) for each of the paper's claims it tests."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from support import fx, run_full
 
-from mtlkit import nbrun
-
-ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = ROOT / "notebooks"
 VERDICTS = {"supported", "not supported", "inconclusive"}
 
-_spec = importlib.util.spec_from_file_location(
-    "data_fixtures", Path(__file__).parent / "fixtures" / "data_fixtures.py")
-fx = importlib.util.module_from_spec(_spec)
-sys.modules.setdefault("data_fixtures", fx)
-_spec.loader.exec_module(fx)
 
 
 def _run(notebook: str, out: Path, **params: str) -> Path:
-    """Run one notebook in the full profile; return its completed run folder."""
-    args = [str(NOTEBOOKS / notebook), "--profile", "full", "--out", str(out), "--force",
-            "-p", "DEVICE", "cpu", "-p", "N_SEEDS", "2"]
+    """Run one notebook in the full profile (two seeds, CPU); return its run folder."""
+    args = ["-p", "DEVICE", "cpu", "-p", "N_SEEDS", "2"]
     for k, v in params.items():
         args += ["-p", k, v]
-    rc = nbrun.main(args)
-    done = [p for p in out.glob(f"{Path(notebook).stem}*") if (p / "_done.json").exists()]
-    if rc != 0 or len(done) != 1:
-        errors = [p.read_text()[-3000:] for p in out.rglob("_error.json")]
-        pytest.fail(f"{notebook} (full) did not complete: rc={rc}; {errors}")
-    return done[0]
+    return run_full(notebook, out, *args)
 
 
 def _verdicts(run: Path) -> list[dict]:

@@ -9,22 +9,14 @@ doubling as test, and every cell of the notebooks are the real ones.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from support import fx, run_full
 
-from mtlkit import nbrun, results
-
-ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location(
-    "data_fixtures", Path(__file__).parent / "fixtures" / "data_fixtures.py")
-fx = importlib.util.module_from_spec(_spec)
-sys.modules.setdefault("data_fixtures", fx)
-_spec.loader.exec_module(fx)
+from mtlkit import results
 
 SMALL = ["-p", "BACKBONE", "small", "-p", "HEAD_CHANNELS", "8", "-p", "EPOCHS", "1",
          "-p", "BATCH_SIZE", "2", "-p", "TIMING_REPLICATES", "2", "-p", "TIMING_STEPS", "1",
@@ -37,15 +29,9 @@ def _private_cache(tmp_path, monkeypatch):
 
 
 def _run(notebook: str, root: Path, out: Path, *params: str) -> tuple[dict, pd.DataFrame]:
-    rc = nbrun.main([str(ROOT / "notebooks" / notebook), "--profile", "full",
-                     "-p", "DATA_DIR", str(root), *SMALL, *params, "--out", str(out),
-                     "--no-progress"])
-    runs = [p for p in out.iterdir() if (p / nbrun.DONE).exists()]
-    if rc != 0 or len(runs) != 1:
-        errors = list(out.glob("_attempts/*/_error.json"))
-        pytest.fail(f"nbrun exit {rc}: " + (errors[0].read_text() if errors else "no run"))
-    return (json.loads((runs[0] / "metrics.json").read_text()),
-            results.read_records(runs[0] / "records.csv"))
+    run = run_full(notebook, out, "-p", "DATA_DIR", str(root), *SMALL, *params)
+    return (json.loads((run / "metrics.json").read_text()),
+            results.read_records(run / "records.csv"))
 
 
 @pytest.mark.parametrize("dataset, extra", [

@@ -13,22 +13,14 @@ one method); the others run on 20 Newsgroups to stay within CI's budget.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from support import fx, run_full
 
-from mtlkit import nbrun, results
-
-ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location(
-    "data_fixtures", Path(__file__).parent / "fixtures" / "data_fixtures.py")
-fx = importlib.util.module_from_spec(_spec)
-sys.modules.setdefault("data_fixtures", fx)
-_spec.loader.exec_module(fx)
+from mtlkit import results
 
 SMALL = ["-p", "SEEDS", "[0, 1]", "-p", "DEVICE", "cpu", "-p", "EVAL_EVERY", "1"]
 CNN = ["-p", "FILTERS", "4", "-p", "BATCH_SIZE", "4", "-p", "EPOCHS", "2"]
@@ -57,16 +49,7 @@ def data_root(tmp_path_factory) -> Path:
 
 
 def _run(notebook: str, root: Path, out: Path, *params: str) -> tuple[Path, dict, list]:
-    rc = nbrun.main([str(ROOT / "notebooks" / notebook), "--profile", "full",
-                     "-p", "DATA_DIR", str(root), *SMALL, *params, "--out", str(out),
-                     "--no-progress"])
-    runs = [p for p in out.iterdir() if (p / nbrun.DONE).exists()]
-    if rc != 0 or len(runs) != 1:
-        errors = list(out.glob("_attempts/*/_error.json"))
-        pytest.fail(f"nbrun exit {rc}: " + (errors[0].read_text() if errors else "no run"))
-    run = runs[0]
-    # a finished grid keeps no model files: MiniLM's checkpoint is 0.3 GB, BERT-base's 1.3
-    assert not [p for p in run.rglob("*") if p.suffix in (".pt", ".tmp")]
+    run = run_full(notebook, out, "-p", "DATA_DIR", str(root), *SMALL, *params)
     return (run, json.loads((run / "metrics.json").read_text()),
             json.loads((run / "claims.json").read_text()))
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from support import write_notebook
 
 from mtlkit import nbrun
 from mtlkit.batch.report import write_report
@@ -65,16 +66,7 @@ if FAIL or os.environ.get("TINY_FAIL"):
 
 
 def make_notebook(path: Path, params: str = PARAMS, extra: tuple[str, ...] = ()) -> Path:
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                 "language": "python"}
-    cell = nbformat.v4.new_code_cell(params)
-    cell.metadata["tags"] = ["parameters"]
-    nb.cells = [nbformat.v4.new_markdown_cell("# 99 · A tiny test notebook"), cell,
-                *[nbformat.v4.new_code_cell(src) for src in (*BODY, *extra)]]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, path)
-    return path
+    return write_notebook(path, "# 99 · A tiny test notebook", params, (*BODY, *extra))
 
 
 @pytest.fixture
@@ -693,3 +685,50 @@ interact_manual(lambda x: calls.append(x), x=2)
     assert nbrun.main([str(nb), "--out", str(out), "--no-progress"]) == 0
     (run_dir,) = [p for p in out.glob("95_widgets*") if p.is_dir()]
     assert json.loads((run_dir / "widgets.json").read_text()) == {"env": "off", "calls": []}
+
+
+FLAKY_KERNEL = '''import os, pathlib, sys
+count = pathlib.Path(os.environ["KERNEL_STARTS_FILE"])
+n = int(count.read_text()) + 1 if count.exists() else 1
+count.write_text(str(n))
+if n <= int(os.environ["KERNEL_DEATHS"]):
+    sys.exit(1)  # as a kernel whose port was taken meanwhile: dead before its first reply
+from ipykernel import kernelapp
+kernelapp.launch_new_instance()
+'''
+
+
+def _flaky_kernel(tmp_path, monkeypatch, deaths: int) -> Path:
+    """Make the python3 kernel die at its first ``deaths`` starts; the file counting starts."""
+    spec = tmp_path / "jupyter" / "kernels" / "python3"
+    spec.mkdir(parents=True)
+    (spec / "flaky.py").write_text(FLAKY_KERNEL)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, str(spec / "flaky.py"), "-f", "{connection_file}"],
+        "display_name": "Python 3", "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    monkeypatch.setenv("KERNEL_DEATHS", str(deaths))
+    monkeypatch.setenv("KERNEL_STARTS_FILE", str(tmp_path / "starts"))
+    return tmp_path / "starts"
+
+
+def test_a_kernel_that_dies_before_its_first_reply_is_started_again(tmp_path, monkeypatch,
+                                                                      tiny):
+    starts = _flaky_kernel(tmp_path, monkeypatch, deaths=1)
+    out = tmp_path / "runs"
+    assert nbrun.main([str(tiny), "--out", str(out), "--no-progress"]) == 0
+    assert starts.read_text() == "2"
+    done = json.loads((out / "99_tiny" / nbrun.DONE).read_text())
+    assert done["status"] == "ok" and done["kernel_starts"] == 2
+
+
+def test_a_kernel_that_never_starts_fails_the_run_after_three_tries(tmp_path, monkeypatch,
+                                                                     tiny):
+    from mtlkit.batch.execute import KERNEL_START_TRIES, STARTUP_FAILURE
+
+    starts = _flaky_kernel(tmp_path, monkeypatch, deaths=99)
+    out = tmp_path / "runs"
+    assert nbrun.main([str(tiny), "--out", str(out), "--no-progress"]) == 1
+    assert int(starts.read_text()) == KERNEL_START_TRIES == 3
+    err = json.loads((out / nbrun.ATTEMPTS / "99_tiny" / nbrun.ERROR).read_text())
+    assert STARTUP_FAILURE in err["error"] and not (out / "99_tiny").exists()

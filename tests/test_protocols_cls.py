@@ -5,16 +5,14 @@ verdict helpers, each checked against an independent computation."""
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from support import fx
 
 from mtlkit import experiments, results
 from mtlkit.data import digit_tasks as dt
@@ -324,17 +322,8 @@ def test_stand_in_problem_and_split_sizes():
     assert sizes[t] == f"{sz['train'][t]}+{sz['val'][t]}+{sz['test'][t]}"
 
 
-def _fixtures():
-    spec = importlib.util.spec_from_file_location(
-        "data_fixtures", Path(__file__).parent / "fixtures" / "data_fixtures.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("data_fixtures", mod)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_table11_counts_the_prepared_files(tmp_path):
-    _fixtures().make_xtreme(tmp_path)
+    fx.make_xtreme(tmp_path)
     table = mtl.table11(tmp_path)
     assert list(table.index) == ["en", "zh", "de", "es", "te", "vi"]
     for problem, langs in (("pos", ["en", "zh", "te", "vi"]), ("pi", ["en", "zh", "de", "es"])):

@@ -15,10 +15,10 @@ import sys
 import time
 from pathlib import Path
 
-import nbformat
 import numpy as np
 import pandas as pd
 import pytest
+from support import write_notebook
 
 from mtlkit import nbrun, results
 from mtlkit.batch import aggregate, backends, report, schedule, sweep
@@ -52,16 +52,7 @@ if X == FAIL and FAILFILE and os.path.exists(FAILFILE):
 
 
 def make_notebook(path: Path) -> Path:
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
-                                 "language": "python"}
-    cell = nbformat.v4.new_code_cell(PARAMS)
-    cell.metadata["tags"] = ["parameters"]
-    nb.cells = [nbformat.v4.new_markdown_cell("# 98 · A sweep test notebook"), cell,
-                *[nbformat.v4.new_code_cell(src) for src in BODY]]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, path)
-    return path
+    return write_notebook(path, "# 98 · A sweep test notebook", PARAMS, tuple(BODY))
 
 
 @pytest.fixture

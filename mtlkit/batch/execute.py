@@ -26,6 +26,11 @@ from mtlkit.batch.params import Param, defaults, notebook_parameters
 from mtlkit.batch.runs import ATTEMPTS, DONE, ERROR, REPLACED, status_of
 
 KERNEL = "python3"
+#: starts of a kernel that dies before its first reply: no cell has run, so starting it
+#: again is safe. Two kernels started at once on one host can be given the same port (the
+#: client picks free ports, closes them, and the kernel binds them later: jupyter_client#487)
+KERNEL_START_TRIES = 3
+STARTUP_FAILURE = "Kernel died before replying to kernel_info"
 
 
 @dataclass
@@ -183,11 +188,20 @@ def execute(run: NotebookRun, cell_timeout: float | None = None, prepare_only: b
     t0 = time.perf_counter()
     try:
         with environment({**BATCH_ENV, **run.env}):
-            pm.execute_notebook(
-                str(run.notebook), str(output), parameters=run.params, kernel_name=kernel,
-                cwd=str(run.notebook.parent), prepare_only=prepare_only, progress_bar=False,
-                request_save_on_cell_execute=True,
-                execution_timeout=cell_timeout if cell_timeout else None, **extra)
+            for start in range(1, KERNEL_START_TRIES + 1):
+                try:
+                    pm.execute_notebook(
+                        str(run.notebook), str(output), parameters=run.params,
+                        kernel_name=kernel, cwd=str(run.notebook.parent),
+                        prepare_only=prepare_only, progress_bar=False,
+                        request_save_on_cell_execute=True,
+                        execution_timeout=cell_timeout if cell_timeout else None, **extra)
+                    break
+                except RuntimeError as e:
+                    if STARTUP_FAILURE not in str(e) or start == KERNEL_START_TRIES:
+                        raise
+                    record["kernel_starts"] = start + 1
+                    time.sleep(0.2 * start)
     except Exception as e:  # record and go on with the other runs
         record.update(status="failed", finished=now(),
                       wall_s=round(time.perf_counter() - t0, 2), error=describe(e))
