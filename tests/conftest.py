@@ -1,4 +1,4 @@
-"""Shared set-up for the unit tests (the nbval notebooks under runs/ do not use it).
+"""Shared set-up for the unit tests and the nbval notebooks of the same pytest session.
 
 * Under pytest-xdist the cores are shared between workers: each worker's torch, and
   the notebook kernels it starts (via OMP_NUM_THREADS), get an equal share.
@@ -13,6 +13,9 @@
     a failure prints its ``@reproduce_failure`` blob;
   - ``dev`` (default): randomized, so local runs keep exploring new inputs; no
     deadline.  Replay a CI failure with ``--hypothesis-seed=N`` or the printed blob.
+* nbval starts each notebook's kernel once; a kernel that dies before its first reply
+  (two started at once on one host can be handed the same port, jupyter_client#487) is
+  started again, as the batch runner does (``mtlkit.batch.execute.with_kernel_restarts``).
 """
 
 from __future__ import annotations
@@ -51,7 +54,27 @@ def _seed_global_generators():
     torch.manual_seed(0)
 
 
+def restart_dead_nbval_kernels() -> None:
+    """Make nbval's kernel start go through :func:`with_kernel_restarts` (once)."""
+    try:
+        import nbval.kernel as nbk
+    except ImportError:
+        return
+    from mtlkit.batch.execute import with_kernel_restarts
+
+    start = nbk.start_new_kernel
+    if getattr(start, "restarts_dead_kernels", False):
+        return
+
+    def start_new_kernel(*args, **kwargs):
+        return with_kernel_restarts(lambda: start(*args, **kwargs))
+
+    start_new_kernel.restarts_dead_kernels = True
+    nbk.start_new_kernel = start_new_kernel
+
+
 def pytest_configure(config):
+    restart_dead_nbval_kernels()
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
     if workers > 1:
         threads = max(1, (os.cpu_count() or 1) // workers)

@@ -44,3 +44,16 @@ def test_each_test_starts_from_seeded_global_generators():
     np.random.seed(0)
     torch.manual_seed(0)
     assert (np.random.rand(), torch.rand(1).item()) == first
+
+
+def test_nbval_starts_a_kernel_that_died_before_its_first_reply_again(tmp_path, monkeypatch):
+    from nbval.kernel import RunningKernel
+    from test_nbrun import _flaky_kernel
+
+    starts = _flaky_kernel(tmp_path, monkeypatch, deaths=1)
+    kernel = RunningKernel("python3", cwd=str(tmp_path))
+    try:
+        assert starts.read_text() == "2"
+        assert kernel.is_alive()
+    finally:
+        kernel.stop()

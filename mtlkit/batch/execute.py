@@ -16,16 +16,17 @@ import shutil
 import socket
 import time
 import traceback
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from mtlkit.batch import procguard
 from mtlkit.batch.params import Param, defaults, notebook_parameters
 from mtlkit.batch.runs import ATTEMPTS, DONE, ERROR, REPLACED, status_of
 
 KERNEL = "python3"
+T = TypeVar("T")
 #: starts of a kernel that dies before its first reply: no cell has run, so starting it
 #: again is safe. Two kernels started at once on one host can be given the same port (the
 #: client picks free ports, closes them, and the kernel binds them later: jupyter_client#487)
@@ -186,22 +187,20 @@ def execute(run: NotebookRun, cell_timeout: float | None = None, prepare_only: b
               "executed_in": str(workdir), "host": socket.gethostname(), "env": run.env,
               "started": now()}
     t0 = time.perf_counter()
+
+    def run_notebook() -> None:
+        pm.execute_notebook(
+            str(run.notebook), str(output), parameters=run.params, kernel_name=kernel,
+            cwd=str(run.notebook.parent), prepare_only=prepare_only, progress_bar=False,
+            request_save_on_cell_execute=True,
+            execution_timeout=cell_timeout if cell_timeout else None, **extra)
+
+    def note_restart(starts: int) -> None:
+        record["kernel_starts"] = starts
+
     try:
         with environment({**BATCH_ENV, **run.env}):
-            for start in range(1, KERNEL_START_TRIES + 1):
-                try:
-                    pm.execute_notebook(
-                        str(run.notebook), str(output), parameters=run.params,
-                        kernel_name=kernel, cwd=str(run.notebook.parent),
-                        prepare_only=prepare_only, progress_bar=False,
-                        request_save_on_cell_execute=True,
-                        execution_timeout=cell_timeout if cell_timeout else None, **extra)
-                    break
-                except RuntimeError as e:
-                    if STARTUP_FAILURE not in str(e) or start == KERNEL_START_TRIES:
-                        raise
-                    record["kernel_starts"] = start + 1
-                    time.sleep(0.2 * start)
+            with_kernel_restarts(run_notebook, note_restart)
     except Exception as e:  # record and go on with the other runs
         record.update(status="failed", finished=now(),
                       wall_s=round(time.perf_counter() - t0, 2), error=describe(e))
@@ -216,6 +215,23 @@ def execute(run: NotebookRun, cell_timeout: float | None = None, prepare_only: b
         if promote_result:
             promote(workdir, run.run_dir)
     return record
+
+
+def with_kernel_restarts(start: Callable[[], T], note: Callable[[int], None] | None = None
+                         ) -> T:
+    """``start()``, called again (at most :data:`KERNEL_START_TRIES` calls in all) while it
+    fails because the kernel died before its first reply: no cell had run, so nothing is
+    repeated.  ``note(n)`` is told before the n-th call; any other error propagates."""
+    for n in range(1, KERNEL_START_TRIES + 1):
+        try:
+            return start()
+        except RuntimeError as e:
+            if STARTUP_FAILURE not in str(e) or n == KERNEL_START_TRIES:
+                raise
+            if note is not None:
+                note(n + 1)
+            time.sleep(0.2 * n)
+    raise AssertionError("unreachable")
 
 
 def failure(run: NotebookRun, error: str, **extra: Any) -> dict[str, Any]:
