@@ -366,7 +366,7 @@ class RunCheckpoints:
 
     def _why_nothing(self, path: Path) -> str:
         tmp = path.with_name(path.name + ".tmp")
-        if (self.run_dir / "summary.json").exists():
+        if path == self.last and (self.run_dir / "summary.json").exists():
             return (f"cannot resume: {path} does not exist because the run in {self.run_dir} "
                     "finished and its checkpoints were removed (TrainConfig.keep_files); its "
                     f"results are there. To train it longer, {_AFRESH}.")
