@@ -370,6 +370,10 @@ class RunCheckpoints:
             return (f"cannot resume: {path} does not exist because the run in {self.run_dir} "
                     "finished and its checkpoints were removed (TrainConfig.keep_files); its "
                     f"results are there. To train it longer, {_AFRESH}.")
+        if path == self.prev and self.last.exists() and not tmp.exists():
+            return (f"cannot resume from {path}: the run in {self.run_dir} saved only one "
+                    "checkpoint so far (a previous one is kept from the second save on; "
+                    f"set checkpoint_every to save during training). {self._choices(path)}")
         if tmp.exists():
             what = (f"its save was interrupted ({tmp.name} is left, incomplete or never "
                     "renamed)")

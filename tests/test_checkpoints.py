@@ -126,6 +126,13 @@ def test_resuming_a_pruned_finished_run_says_why_it_cannot(tmp_path):
         fit(tmp_path, "r", keep_files="best").fit(resume=True)
 
 
+def test_resuming_prev_when_only_one_checkpoint_was_saved_offers_the_last(tmp_path):
+    fit(tmp_path, "r").fit()  # checkpoint_every=0: one save, at the end
+    with pytest.raises(C.NothingToResume, match=r"only one checkpoint.*resume=True") as err:
+        fit(tmp_path, "r").fit(resume="prev")
+    assert "before its first checkpoint" not in str(err.value)
+
+
 def test_keep_files_must_be_a_known_choice(tmp_path):
     with pytest.raises(ValueError, match=r"keep_files='some'.*'all', 'best', 'none'"):
         fit(tmp_path, "r", keep_files="some")
