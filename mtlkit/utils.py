@@ -11,10 +11,12 @@ module (and :mod:`mtlkit.nb`, the batch runner) stays light.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import random
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 
@@ -73,3 +75,19 @@ def slug(text: str, keep: str = "-", strip: bool = True) -> str:
     both ends.  ``slug("MGDA(alpha: 0.5)") == "MGDA_alpha_0_5"``."""
     out = re.sub(f"[^A-Za-z0-9_{re.escape(keep)}]+", "_", text)
     return out.strip("_") if strip else out
+
+
+@contextlib.contextmanager
+def temporary_env(env: Mapping[str, str]) -> Iterator[None]:
+    """Set ``env`` in ``os.environ`` (inherited by the processes started meanwhile), then
+    restore what was there."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

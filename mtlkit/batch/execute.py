@@ -11,12 +11,11 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import shutil
 import socket
 import time
 import traceback
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,6 +23,7 @@ from typing import Any, TypeVar
 from mtlkit.batch import procguard
 from mtlkit.batch.params import Param, defaults, notebook_parameters
 from mtlkit.batch.runs import ATTEMPTS, DONE, ERROR, REPLACED, status_of
+from mtlkit.utils import temporary_env
 
 KERNEL = "python3"
 T = TypeVar("T")
@@ -144,22 +144,6 @@ def now() -> str:
 BATCH_ENV = {"MTLKIT_WIDGETS": "off"}
 
 
-@contextlib.contextmanager
-def environment(env: Mapping[str, str]) -> Iterator[None]:
-    """Set ``env`` in ``os.environ`` (inherited by the kernels started meanwhile), then
-    restore what was there."""
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
 def execute(run: NotebookRun, cell_timeout: float | None = None, prepare_only: bool = False,
             kernel: str = KERNEL, promote_result: bool = True) -> dict[str, Any]:
     """Run (or, with ``prepare_only``, parameterise) one notebook; returns its record.
@@ -199,7 +183,7 @@ def execute(run: NotebookRun, cell_timeout: float | None = None, prepare_only: b
         record["kernel_starts"] = starts
 
     try:
-        with environment({**BATCH_ENV, **run.env}):
+        with temporary_env({**BATCH_ENV, **run.env}):
             with_kernel_restarts(run_notebook, note_restart)
     except Exception as e:  # record and go on with the other runs
         record.update(status="failed", finished=now(),

